@@ -1,0 +1,80 @@
+"""The application factory: ``create_app(settings)``."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi_offline import FastAPIOffline
+
+from huddle import __version__
+from huddle.auth.external import ExternalTokenVerifier
+from huddle.auth.routes import router as auth_router
+from huddle.auth.service import AuthRuntime
+from huddle.config import Settings
+from huddle.core.db import Database
+from huddle.core.errors import install_error_handlers
+from huddle.core.logging import configure_logging
+from huddle.core.middleware import RequestContextMiddleware
+from huddle.core.openapi import install_openapi
+from huddle.core.passwords import PasswordHasher
+from huddle.core.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
+from huddle.core.redis import create_redis
+from huddle.health import router as health_router
+
+log = logging.getLogger("huddle")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the ASGI app. Without arguments, settings come from ``HUDDLE_*`` variables."""
+    settings = settings or Settings()
+    configure_logging(settings.log_level)
+    settings.signing_key  # noqa: B018 - fail at startup, not on the first request
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        db = Database(settings)
+        redis = create_redis(settings.redis_url) if settings.redis_url else None
+        limiter: RateLimiter = (
+            RedisRateLimiter(redis, settings.redis_key_prefix) if redis else MemoryRateLimiter()
+        )
+        hasher = PasswordHasher(settings)
+        verifier = ExternalTokenVerifier(settings) if settings.external_jwt_enabled else None
+        app.state.db = db
+        app.state.redis = redis
+        app.state.auth = AuthRuntime(settings=settings, hasher=hasher, limiter=limiter)
+        app.state.external_verifier = verifier
+        try:
+            yield
+        finally:
+            if verifier is not None:
+                await verifier.aclose()
+            hasher.close()
+            if redis is not None:
+                await redis.aclose()
+            await db.dispose()
+
+    app = FastAPIOffline(
+        title="Huddle",
+        version=__version__,
+        description="Self-hosted backend for team collaboration.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    install_error_handlers(app)
+    install_openapi(app)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["*"],
+            allow_headers=["*"],
+            expose_headers=["X-Request-ID", "ETag", "Retry-After"],
+        )
+    app.add_middleware(RequestContextMiddleware)
+    app.include_router(health_router)
+    app.include_router(auth_router)
+    return app

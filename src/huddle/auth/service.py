@@ -1,0 +1,298 @@
+"""Accounts, logins, refresh-token rotation and personal API tokens."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from huddle.auth.models import ApiToken, RefreshToken, User
+from huddle.auth.schemas import TokenPair, UserCreate, UserUpdate
+from huddle.config import Settings
+from huddle.core.errors import AppError, Conflict, InvalidToken, NotFound, RateLimited
+from huddle.core.ids import new_id
+from huddle.core.pagination import PageParams, paginate_desc
+from huddle.core.passwords import PasswordHasher
+from huddle.core.ratelimit import RateLimiter
+from huddle.core.time import utcnow
+from huddle.core.tokens import (
+    API_TOKEN_PREFIX,
+    encode_access_token,
+    hash_secret,
+    new_secret,
+)
+
+
+class InvalidCredentials(AppError):
+    status_code, code, message = 401, "invalid_credentials", "Incorrect username or password"
+
+
+class AccountDisabled(AppError):
+    status_code, code, message = 401, "account_disabled", "This account is deactivated"
+
+
+class RefreshTokenReused(InvalidToken):
+    """A used refresh token came back: its whole family is revoked, and that must stick."""
+
+    message = "Refresh token already used; all sessions from that login were signed out"
+    keep_changes = True
+
+
+@dataclass
+class AuthRuntime:
+    """What the auth services need besides a session: settings, hasher, rate limiter."""
+
+    settings: Settings
+    hasher: PasswordHasher
+    limiter: RateLimiter
+
+
+# --- accounts -------------------------------------------------------------------------
+
+
+async def _ensure_unique(
+    session: AsyncSession, email: str | None, username: str | None, exclude: uuid.UUID | None
+) -> None:
+    for field, value in (("email", email), ("username", username)):
+        if value is None:
+            continue
+        query = select(User.id).where(getattr(User, field) == value)
+        if exclude is not None:
+            query = query.where(User.id != exclude)
+        if await session.scalar(query) is not None:
+            raise Conflict(f"That {field} is already taken", details={"field": field})
+
+
+async def _flush_unique(session: AsyncSession) -> None:
+    """Flush, turning a lost race on a unique column into a 409."""
+    try:
+        await session.flush()
+    except IntegrityError as exc:
+        raise Conflict("That email or username is already taken") from exc
+
+
+async def register(
+    session: AsyncSession,
+    runtime: AuthRuntime,
+    data: UserCreate,
+    *,
+    client_address: str,
+    is_superuser: bool = False,
+) -> User:
+    """Create an account (rate-limited per client address)."""
+    wait = await runtime.limiter.hit(
+        f"register:addr:{client_address}", runtime.settings.register_rate
+    )
+    if wait is not None:
+        raise RateLimited(wait, "Too many registrations from this address")
+    await _ensure_unique(session, data.email, data.username, None)
+    user = User(
+        email=data.email,
+        username=data.username,
+        full_name=data.full_name,
+        hashed_password=await runtime.hasher.hash(data.password),
+        is_superuser=is_superuser,
+    )
+    session.add(user)
+    await _flush_unique(session)
+    return user
+
+
+async def update_account(
+    session: AsyncSession, runtime: AuthRuntime, user: User, data: UserUpdate
+) -> User:
+    """Apply the caller's own changes; a new password signs out every refresh token."""
+    if data.current_password is not None and (data.password or data.email):
+        ok, _ = await runtime.hasher.verify(data.current_password, user.hashed_password)
+        if not ok:
+            raise InvalidCredentials("Current password is incorrect")
+    await _ensure_unique(session, data.email, data.username, user.id)
+    if data.email is not None:
+        user.email = data.email
+    if data.username is not None:
+        user.username = data.username
+    if data.full_name is not None:
+        user.full_name = data.full_name
+    if data.password is not None:
+        user.hashed_password = await runtime.hasher.hash(data.password)
+        await revoke_all_refresh_tokens(session, user.id)
+    await _flush_unique(session)
+    return user
+
+
+async def get_user_by_login(session: AsyncSession, login: str) -> User | None:
+    login = login.strip().lower()
+    column = User.email if "@" in login else User.username
+    return await session.scalar(select(User).where(column == login))
+
+
+# --- login and refresh ----------------------------------------------------------------
+
+
+async def login(
+    session: AsyncSession,
+    runtime: AuthRuntime,
+    login_name: str,
+    password: str,
+    *,
+    client_address: str,
+) -> TokenPair:
+    """Check a password login and open a new token family.
+
+    Failures count against both the account and the client address; either over
+    ``HUDDLE_RATE_LOGIN`` answers 429 with ``Retry-After`` until its window ends.
+    """
+    rate = runtime.settings.login_rate
+    keys = (f"login:acct:{login_name.strip().lower()}", f"login:addr:{client_address}")
+    for key in keys:
+        wait = await runtime.limiter.blocked_for(key, rate)
+        if wait is not None:
+            raise RateLimited(wait, "Too many failed logins; try again later")
+    user = await get_user_by_login(session, login_name)
+    ok, new_hash = await runtime.hasher.verify(password, user.hashed_password if user else None)
+    if user is None or not ok:
+        for key in keys:
+            await runtime.limiter.record(key, rate)
+        raise InvalidCredentials()
+    if not user.is_active:
+        raise AccountDisabled()
+    await runtime.limiter.reset(keys[0])
+    if new_hash:
+        user.hashed_password = new_hash
+    return await issue_tokens(session, runtime.settings, user)
+
+
+async def issue_tokens(
+    session: AsyncSession,
+    settings: Settings,
+    user: User,
+    family_id: uuid.UUID | None = None,
+    *,
+    token_id: uuid.UUID | None = None,
+) -> TokenPair:
+    """A new access token and a refresh token in ``family_id`` (a new family by default)."""
+    now = utcnow()
+    secret = new_secret()
+    session.add(
+        RefreshToken(
+            id=token_id or new_id(),
+            user_id=user.id,
+            family_id=family_id or uuid.uuid4(),
+            token_hash=hash_secret(secret),
+            expires_at=now + timedelta(seconds=settings.refresh_token_ttl),
+        )
+    )
+    await session.flush()
+    return TokenPair(
+        access_token=encode_access_token(
+            user.id, settings.signing_key, now, settings.access_token_ttl
+        ),
+        refresh_token=secret,
+        expires_in=settings.access_token_ttl,
+    )
+
+
+async def _revoke_family(session: AsyncSession, family_id: uuid.UUID) -> None:
+    await session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.family_id == family_id, RefreshToken.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+    )
+
+
+async def revoke_all_refresh_tokens(session: AsyncSession, user_id: uuid.UUID) -> None:
+    await session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+    )
+
+
+async def refresh(session: AsyncSession, settings: Settings, token: str) -> TokenPair:
+    """Trade a refresh token for a new pair. Each token works once.
+
+    The old token is retired with a conditional UPDATE, so of two concurrent refreshes
+    with one token exactly one wins; the loser, like any later reuse, revokes the whole
+    family (every token descended from that login) and gets 401.
+    """
+    row = await session.scalar(
+        select(RefreshToken).where(RefreshToken.token_hash == hash_secret(token))
+    )
+    if row is None:
+        raise InvalidToken("Unknown refresh token")
+    now = utcnow()
+    if row.revoked_at is not None:
+        await _revoke_family(session, row.family_id)
+        raise RefreshTokenReused()
+    if row.expires_at <= now:
+        raise InvalidToken("Refresh token expired")
+    user = await session.get(User, row.user_id)
+    if user is None or not user.is_active:
+        raise InvalidToken("Account is deactivated")
+    successor_id = new_id()
+    retired = await session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.id == row.id, RefreshToken.revoked_at.is_(None))
+        .values(revoked_at=now, replaced_by=successor_id)
+        .execution_options(synchronize_session=False)
+    )
+    if retired.rowcount != 1:  # type: ignore[attr-defined]
+        await _revoke_family(session, row.family_id)
+        raise RefreshTokenReused()
+    return await issue_tokens(session, settings, user, row.family_id, token_id=successor_id)
+
+
+async def logout(session: AsyncSession, token: str) -> None:
+    """Sign out the login a refresh token belongs to (its whole family)."""
+    row = await session.scalar(
+        select(RefreshToken).where(RefreshToken.token_hash == hash_secret(token))
+    )
+    if row is None:
+        raise InvalidToken("Unknown refresh token")
+    await _revoke_family(session, row.family_id)
+
+
+# --- personal API tokens --------------------------------------------------------------
+
+
+async def create_api_token(
+    session: AsyncSession, user: User, name: str, expires_in_days: int | None
+) -> tuple[ApiToken, str]:
+    secret = new_secret(API_TOKEN_PREFIX)
+    token = ApiToken(
+        user_id=user.id,
+        name=name,
+        token_hash=hash_secret(secret),
+        prefix=secret[:12],
+        expires_at=utcnow() + timedelta(days=expires_in_days) if expires_in_days else None,
+    )
+    session.add(token)
+    await session.flush()
+    return token, secret
+
+
+async def list_api_tokens(
+    session: AsyncSession, user: User, page: PageParams
+) -> tuple[list[ApiToken], str | None]:
+    query = select(ApiToken).where(ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None))
+    return await paginate_desc(session, query, ApiToken.id, page)
+
+
+async def revoke_api_token(session: AsyncSession, user: User, token_id: uuid.UUID) -> None:
+    token = await session.scalar(
+        select(ApiToken).where(
+            ApiToken.id == token_id, ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None)
+        )
+    )
+    if token is None:
+        raise NotFound("API token not found")
+    token.revoked_at = utcnow()
+    await session.flush()
+
+
+async def count_users(session: AsyncSession) -> int:
+    return int(await session.scalar(select(func.count()).select_from(User)) or 0)

@@ -1,0 +1,151 @@
+"""The ``huddle`` command: serve, migrate, createsuperuser."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import sys
+
+from pydantic import ValidationError
+
+from huddle.config import Settings
+
+
+def _fail(message: str) -> int:
+    print(f"huddle: {message}", file=sys.stderr)
+    return 2
+
+
+def _load_settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise SystemExit(_fail(f"invalid settings:\n{exc}")) from exc
+
+
+def cmd_migrate(_args: argparse.Namespace) -> int:
+    from huddle.core.migrate import upgrade
+
+    settings = _load_settings()
+    upgrade(settings.database_url)
+    print("huddle: database is up to date")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from huddle.core.migrate import pending, upgrade
+
+    settings = _load_settings()
+    if args.workers > 1 and not settings.redis_url:
+        return _fail(
+            "--workers > 1 needs HUDDLE_REDIS_URL: login rate limits and other shared state "
+            "live in process memory without Redis, and several workers would each keep "
+            "their own. Set HUDDLE_REDIS_URL or run one worker."
+        )
+    try:
+        settings.signing_key  # noqa: B018 - create the generated key once, before forking
+    except ValueError as exc:
+        return _fail(str(exc))
+    if settings.is_sqlite:
+        upgrade(settings.database_url)
+    else:
+        current, head = asyncio.run(pending(settings))
+        if current != head:
+            return _fail(
+                f"the database is at revision {current or '(empty)'}, the code needs {head}: "
+                "run `huddle migrate` first"
+            )
+    uvicorn.run(
+        "huddle.app:create_app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_level=settings.log_level.lower(),
+        proxy_headers=False,
+    )
+    return 0
+
+
+async def _create_superuser(settings: Settings, email: str, username: str, password: str) -> str:
+    from huddle.auth import service
+    from huddle.auth.schemas import UserCreate
+    from huddle.core.db import Database
+    from huddle.core.passwords import PasswordHasher
+    from huddle.core.ratelimit import MemoryRateLimiter
+
+    data = UserCreate(email=email, username=username, password=password)
+    db = Database(settings)
+    hasher = PasswordHasher(settings)
+    runtime = service.AuthRuntime(settings=settings, hasher=hasher, limiter=MemoryRateLimiter())
+    try:
+        async with db.write_session() as session:
+            user = await service.register(
+                session, runtime, data, client_address="cli", is_superuser=True
+            )
+            await session.commit()
+            return user.username
+    finally:
+        hasher.close()
+        await db.dispose()
+
+
+def _read_password(args: argparse.Namespace) -> str:
+    if args.password is not None:
+        return str(args.password)
+    if not sys.stdin.isatty():
+        return sys.stdin.readline().rstrip("\r\n")
+    first = getpass.getpass("Password: ")
+    if getpass.getpass("Password (again): ") != first:
+        raise SystemExit(_fail("passwords do not match"))
+    return first
+
+
+def cmd_createsuperuser(args: argparse.Namespace) -> int:
+    from huddle.core.errors import AppError
+    from huddle.core.migrate import upgrade
+
+    settings = _load_settings()
+    password = _read_password(args)
+    if settings.is_sqlite:
+        upgrade(settings.database_url)
+    try:
+        username = asyncio.run(_create_superuser(settings, args.email, args.username, password))
+    except ValidationError as exc:
+        problems = "; ".join(f"{e['loc'][-1]}: {e['msg']}" for e in exc.errors())
+        return _fail(problems)
+    except AppError as exc:
+        return _fail(exc.message)
+    print(f"huddle: superuser {username} created")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="huddle", description="Huddle collaboration server")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the API server")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1)
+    serve.set_defaults(func=cmd_serve)
+
+    migrate = sub.add_parser("migrate", help="apply pending database migrations")
+    migrate.set_defaults(func=cmd_migrate)
+
+    su = sub.add_parser("createsuperuser", help="create a site superuser")
+    su.add_argument("--email", required=True)
+    su.add_argument("--username", required=True)
+    su.add_argument(
+        "--password", help="the password (else read from stdin, or prompted on a terminal)"
+    )
+    su.set_defaults(func=cmd_createsuperuser)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    sys.exit(args.func(args))

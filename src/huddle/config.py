@@ -1,0 +1,153 @@
+"""Settings: every option is an environment variable with the prefix ``HUDDLE_``.
+
+The README lists them all; keep that table in step with this class.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import secrets
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+log = logging.getLogger("huddle.config")
+
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./huddle.db"
+_UNITS = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
+_RATE_RE = re.compile(r"^\s*(\d+)\s*/\s*(\d*)\s*(s|m|min|h|d)\s*$")
+
+
+@dataclass(frozen=True)
+class Rate:
+    """A limit of ``count`` events per ``window`` seconds (written ``10/15m``)."""
+
+    count: int
+    window: int
+
+    @classmethod
+    def parse(cls, text: str) -> Rate:
+        match = _RATE_RE.match(text)
+        if not match:
+            raise ValueError(f"rate must look like '10/15m' (count/period), got {text!r}")
+        count, amount, unit = match.groups()
+        window = int(amount or 1) * _UNITS[unit]
+        if int(count) < 1 or window < 1:
+            raise ValueError(f"rate must be positive, got {text!r}")
+        return cls(int(count), window)
+
+
+class Settings(BaseSettings):
+    """Huddle's configuration, read from ``HUDDLE_*`` environment variables (and ``.env``)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="HUDDLE_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    database_url: str = DEFAULT_DATABASE_URL
+    database_pool_size: int = Field(default=10, ge=1)
+    database_max_overflow: int = Field(default=10, ge=0)
+    # None = decide from the URL (off for hosts named "*-pooler*" or ?pgbouncer=true).
+    database_statement_cache: bool | None = None
+    database_echo: bool = False
+    sqlite_busy_timeout_ms: int = Field(default=5000, ge=0)
+
+    redis_url: str | None = None
+    redis_key_prefix: str = "huddle:"
+
+    data_dir: Path = Path("./data")
+    secret_key: str | None = None
+
+    access_token_ttl: int = Field(default=900, ge=30, description="seconds")
+    refresh_token_ttl: int = Field(default=30 * 86400, ge=60, description="seconds")
+
+    jwt_jwks_url: str | None = None
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    jwt_jwks_cache_seconds: int = Field(default=300, ge=0)
+
+    argon2_time_cost: int = Field(default=2, ge=1)
+    argon2_memory_kib: int = Field(default=19456, ge=8)
+    argon2_parallelism: int = Field(default=1, ge=1)
+    password_hash_workers: int = Field(default=0, ge=0, description="0 = number of CPUs")
+
+    rate_login: str = "10/15m"
+    rate_register: str = "20/1h"
+
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    log_level: str = "INFO"
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("rate_login", "rate_register")
+    @classmethod
+    def _check_rate(cls, value: str) -> str:
+        Rate.parse(value)
+        return value
+
+    @field_validator("redis_url", "jwt_jwks_url", "jwt_issuer", "jwt_audience", "secret_key")
+    @classmethod
+    def _blank_is_none(cls, value: str | None) -> str | None:
+        return value or None
+
+    @cached_property
+    def login_rate(self) -> Rate:
+        return Rate.parse(self.rate_login)
+
+    @cached_property
+    def register_rate(self) -> Rate:
+        return Rate.parse(self.rate_register)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def external_jwt_enabled(self) -> bool:
+        return self.jwt_jwks_url is not None
+
+    @cached_property
+    def signing_key(self) -> str:
+        """The JWT signing key: ``HUDDLE_SECRET_KEY``, or one generated and kept in the data dir."""
+        if self.secret_key:
+            if len(self.secret_key) < 32:
+                raise ValueError("HUDDLE_SECRET_KEY must be at least 32 characters long")
+            return self.secret_key
+        return load_or_create_secret_key(self.data_dir)
+
+
+def load_or_create_secret_key(data_dir: Path) -> str:
+    """Read ``<data_dir>/secret_key``, creating it (mode 0600) on first use.
+
+    Creation uses O_EXCL so concurrent workers agree on one key.
+    """
+    path = data_dir / "secret_key"
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass
+        else:
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_urlsafe(48))
+            log.warning(
+                "HUDDLE_SECRET_KEY is not set: generated one and stored it in %s. "
+                "Back up that file, or set HUDDLE_SECRET_KEY, or every token dies with it.",
+                path,
+            )
+    key = path.read_text().strip()
+    if len(key) < 32:
+        raise ValueError(f"{path} holds a key shorter than 32 characters")
+    return key

@@ -1,0 +1,106 @@
+"""Fixed-window rate limits, in memory (one process) or in Redis (shared by all workers).
+
+A limiter counts hits per key in a window that starts with the first hit. Callers
+either count every attempt (:meth:`hit`) or only failures (:meth:`blocked_for` before
+the attempt, :meth:`record` after a failure, as login does).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Protocol
+
+from redis.asyncio import Redis
+
+from huddle.config import Rate
+
+
+class RateLimiter(Protocol):
+    async def blocked_for(self, key: str, rate: Rate) -> int | None:
+        """Seconds until ``key`` may try again, or None when it is under the limit."""
+
+    async def record(self, key: str, rate: Rate) -> None:
+        """Count one hit against ``key``."""
+
+    async def reset(self, key: str) -> None:
+        """Forget ``key``'s hits."""
+
+    async def hit(self, key: str, rate: Rate) -> int | None:
+        """Count a hit; return seconds to wait if it went over the limit, else None."""
+
+
+class MemoryRateLimiter:
+    """Per-process counters: right for one process, refused with several workers."""
+
+    def __init__(self) -> None:
+        self._counts: dict[str, tuple[int, float]] = {}
+        self._next_sweep = time.monotonic() + 60
+
+    def _current(self, key: str) -> tuple[int, float]:
+        now = time.monotonic()
+        if now >= self._next_sweep:
+            self._counts = {k: v for k, v in self._counts.items() if v[1] > now}
+            self._next_sweep = now + 60
+        count, expires = self._counts.get(key, (0, 0.0))
+        if expires <= now:
+            return 0, 0.0
+        return count, expires
+
+    async def blocked_for(self, key: str, rate: Rate) -> int | None:
+        count, expires = self._current(key)
+        if count >= rate.count:
+            return max(1, int(expires - time.monotonic() + 0.999))
+        return None
+
+    async def record(self, key: str, rate: Rate) -> None:
+        count, expires = self._current(key)
+        if count == 0:
+            expires = time.monotonic() + rate.window
+        self._counts[key] = (count + 1, expires)
+
+    async def reset(self, key: str) -> None:
+        self._counts.pop(key, None)
+
+    async def hit(self, key: str, rate: Rate) -> int | None:
+        await self.record(key, rate)
+        count, expires = self._current(key)
+        if count > rate.count:
+            return max(1, int(expires - time.monotonic() + 0.999))
+        return None
+
+
+class RedisRateLimiter:
+    """Counters in Redis (``INCR`` + ``EXPIRE NX``), shared by every worker and instance."""
+
+    def __init__(self, redis: Redis, prefix: str) -> None:
+        self._redis = redis
+        self._prefix = prefix + "rl:"
+
+    async def blocked_for(self, key: str, rate: Rate) -> int | None:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.get(self._prefix + key)
+            pipe.ttl(self._prefix + key)
+            raw, ttl = await pipe.execute()
+        if raw is not None and int(raw) >= rate.count:
+            return max(1, int(ttl)) if ttl and ttl > 0 else rate.window
+        return None
+
+    async def _incr(self, key: str, rate: Rate) -> tuple[int, int]:
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.incr(self._prefix + key)
+            pipe.expire(self._prefix + key, rate.window, nx=True)
+            pipe.ttl(self._prefix + key)
+            count, _, ttl = await pipe.execute()
+        return int(count), int(ttl)
+
+    async def record(self, key: str, rate: Rate) -> None:
+        await self._incr(key, rate)
+
+    async def reset(self, key: str) -> None:
+        await self._redis.delete(self._prefix + key)
+
+    async def hit(self, key: str, rate: Rate) -> int | None:
+        count, ttl = await self._incr(key, rate)
+        if count > rate.count:
+            return max(1, ttl) if ttl > 0 else rate.window
+        return None

@@ -1,0 +1,55 @@
+"""Factories and assertions shared by the tests."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import httpx
+
+_counter = itertools.count(1)
+PASSWORD = "correct horse battery"
+
+
+async def register(
+    client: httpx.AsyncClient, username: str | None = None, password: str = PASSWORD, **extra: Any
+) -> dict[str, Any]:
+    username = username or f"user{next(_counter)}"
+    body = {"email": f"{username}@example.com", "username": username, "password": password, **extra}
+    response = await client.post("/api/auth/register", json=body)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+async def login(
+    client: httpx.AsyncClient, username: str, password: str = PASSWORD
+) -> dict[str, Any]:
+    response = await client.post(
+        "/api/auth/token", data={"username": username, "password": password}
+    )
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+async def user_with_token(
+    client: httpx.AsyncClient, username: str | None = None
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Register and log in a user; return (user, Authorization headers)."""
+    user = await register(client, username)
+    tokens = await login(client, user["username"])
+    return user, bearer(tokens["access_token"])
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
+    """The response is an error in Huddle's one shape with this status and code."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    body = response.json()
+    assert set(body) <= {"error", "code", "details"}, body
+    assert isinstance(body["error"], str) and body["error"]
+    assert body["code"] == code, body
+    return body
