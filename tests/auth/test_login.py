@@ -95,6 +95,17 @@ async def test_failed_logins_are_limited_per_account(make_settings, start_app):
     assert body["details"] == {"retry_after": retry_after}
 
 
+async def test_email_and_username_share_one_account_limit(make_settings, start_app):
+    app = create_app(make_settings(rate_login="2/15m"))
+    client = await start_app(app)
+    await register(client, "alice")
+    for n, name in enumerate(("alice", "ALICE@example.com")):
+        async with client_from(app, f"198.51.100.{n}") as other:
+            assert_error(await _token(other, name, "bad-password"), 401, "invalid_credentials")
+    async with client_from(app, "198.51.100.77") as other:
+        assert_error(await _token(other, "alice@example.com"), 429, "rate_limited")
+
+
 async def test_failed_logins_are_limited_per_address(make_settings, start_app):
     app = create_app(make_settings(rate_login="3/15m"))
     client = await start_app(app)

@@ -147,12 +147,15 @@ async def login(
     ``HUDDLE_RATE_LOGIN`` answers 429 with ``Retry-After`` until its window ends.
     """
     rate = runtime.settings.login_rate
-    keys = (f"login:acct:{login_name.strip().lower()}", f"login:addr:{client_address}")
+    user = await get_user_by_login(session, login_name)
+    # Count per account (by id, so alternating email and username does not double the
+    # allowance) and per client address.
+    account = str(user.id) if user else login_name.strip().lower()
+    keys = (f"login:acct:{account}", f"login:addr:{client_address}")
     for key in keys:
         wait = await runtime.limiter.blocked_for(key, rate)
         if wait is not None:
             raise RateLimited(wait, "Too many failed logins; try again later")
-    user = await get_user_by_login(session, login_name)
     ok, new_hash = await runtime.hasher.verify(password, user.hashed_password if user else None)
     if user is None or not ok:
         for key in keys:
