@@ -11,19 +11,29 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi_offline import FastAPIOffline
 
 from huddle import __version__
+from huddle.admin.routes import router as admin_router
 from huddle.auth.external import ExternalTokenVerifier
 from huddle.auth.routes import router as auth_router
 from huddle.auth.service import AuthRuntime
 from huddle.config import Settings
+from huddle.core.background import BackgroundRunner
+from huddle.core.cache import MemoryScopedCache, RedisScopedCache
 from huddle.core.db import Database
 from huddle.core.errors import install_error_handlers
 from huddle.core.logging import configure_logging
+from huddle.core.mail import create_mail_backend
 from huddle.core.middleware import RequestContextMiddleware
 from huddle.core.openapi import install_openapi
 from huddle.core.passwords import PasswordHasher
 from huddle.core.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from huddle.core.redis import create_redis
+from huddle.events.bus import MemoryBus
+from huddle.events.dispatcher import Dispatcher
+from huddle.events.routes import router as event_router
 from huddle.health import router as health_router
+from huddle.projects.routes import router as project_router
+from huddle.workspaces.invitations import Mailer
+from huddle.workspaces.routes import router as workspace_router
 
 log = logging.getLogger("huddle")
 
@@ -43,13 +53,29 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         hasher = PasswordHasher(settings)
         verifier = ExternalTokenVerifier(settings) if settings.external_jwt_enabled else None
+        runner = BackgroundRunner()
+        bus = MemoryBus()
+        dispatcher = Dispatcher(db, bus, settings.event_poll_interval)
         app.state.db = db
         app.state.redis = redis
         app.state.auth = AuthRuntime(settings=settings, hasher=hasher, limiter=limiter)
         app.state.external_verifier = verifier
+        app.state.role_cache = (
+            RedisScopedCache(redis, settings.redis_key_prefix, settings.role_cache_ttl)
+            if redis
+            else MemoryScopedCache(settings.role_cache_ttl)
+        )
+        app.state.background = runner
+        app.state.mailer = Mailer(create_mail_backend(settings), runner, settings)
+        app.state.bus = bus
+        app.state.dispatcher = dispatcher
+        app.state.wake_dispatcher = dispatcher.wake
+        dispatcher.start()
         try:
             yield
         finally:
+            await dispatcher.stop()
+            await runner.drain()
             if verifier is not None:
                 await verifier.aclose()
             hasher.close()
@@ -77,4 +103,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestContextMiddleware)
     app.include_router(health_router)
     app.include_router(auth_router)
+    app.include_router(workspace_router)
+    app.include_router(project_router)
+    app.include_router(event_router)
+    app.include_router(admin_router)
     return app

@@ -80,6 +80,21 @@ class Settings(BaseSettings):
     rate_login: str = "10/15m"
     rate_register: str = "20/1h"
 
+    public_url: str = "http://127.0.0.1:8000"
+    invitation_ttl_days: int = Field(default=7, ge=1, le=365)
+
+    smtp_host: str | None = None
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool | None = None  # None: let aiosmtplib upgrade when the server offers it
+    smtp_tls: bool = False
+    smtp_timeout: float = Field(default=10.0, gt=0)
+    mail_from: str = "Huddle <huddle@localhost>"
+
+    event_poll_interval: float = Field(default=1.0, gt=0, description="seconds")
+    role_cache_ttl: int = Field(default=300, ge=1, description="seconds")
+
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     log_level: str = "INFO"
 
@@ -96,7 +111,16 @@ class Settings(BaseSettings):
         Rate.parse(value)
         return value
 
-    @field_validator("redis_url", "jwt_jwks_url", "jwt_issuer", "jwt_audience", "secret_key")
+    @field_validator(
+        "redis_url",
+        "jwt_jwks_url",
+        "jwt_issuer",
+        "jwt_audience",
+        "secret_key",
+        "smtp_host",
+        "smtp_username",
+        "smtp_password",
+    )
     @classmethod
     def _blank_is_none(cls, value: str | None) -> str | None:
         return value or None

@@ -17,8 +17,9 @@ commit therefore becomes an error response, never a 201 for lost data.
 
 from __future__ import annotations
 
+import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -35,6 +36,7 @@ from huddle.config import Settings
 from huddle.core.errors import AppError
 
 _SQLITE_BEGIN = "huddle_sqlite_begin"
+log = logging.getLogger("huddle.db")
 
 
 def normalize_database_url(raw: str) -> tuple[URL, dict[str, Any]]:
@@ -132,6 +134,34 @@ class Database:
 
 
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+_AFTER_COMMIT = "huddle_after_commit"
+
+AfterCommit = Callable[[], Awaitable[None]]
+
+
+def after_commit(session: AsyncSession, hook: AfterCommit, *, key: object = None) -> None:
+    """Run ``hook`` once this session's transaction has committed (never on rollback).
+
+    Used for work that must only follow durable changes: waking the event dispatcher,
+    invalidating cached roles, sending mail. With ``key``, a hook is registered once.
+    """
+    hooks: dict[object, AfterCommit] = session.info.setdefault(_AFTER_COMMIT, {})
+    hooks.setdefault(key if key is not None else object(), hook)
+
+
+async def commit(session: AsyncSession) -> None:
+    """Commit, then run the after-commit hooks (errors in hooks are logged, not raised)."""
+    await session.commit()
+    hooks: dict[object, AfterCommit] = session.info.pop(_AFTER_COMMIT, {})
+    for hook in hooks.values():
+        try:
+            await hook()
+        except Exception:
+            log.exception("after-commit hook failed")
+
+
+def discard_hooks(session: AsyncSession) -> None:
+    session.info.pop(_AFTER_COMMIT, None)
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
@@ -143,18 +173,22 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     db: Database = request.app.state.db
     factory = db.read_session if request.method in _SAFE_METHODS else db.write_session
     async with factory() as session:
+        # Services record events; once this transaction commits the dispatcher is woken.
+        session.info["huddle.wake_dispatcher"] = request.app.state.wake_dispatcher
         try:
             yield session
         except AppError as exc:
             if exc.keep_changes:
-                await session.commit()
+                await commit(session)
             else:
+                discard_hooks(session)
                 await session.rollback()
             raise
         except BaseException:
+            discard_hooks(session)
             await session.rollback()
             raise
-        await session.commit()
+        await commit(session)
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]

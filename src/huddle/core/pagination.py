@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import uuid
+from collections.abc import Callable
 from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Depends, Query
@@ -55,19 +56,41 @@ def decode_cursor(cursor: str) -> uuid.UUID:
         ) from exc
 
 
+async def paginate(
+    session: AsyncSession,
+    query: Select[*tuple[Any, ...]],
+    id_column: InstrumentedAttribute[uuid.UUID],
+    params: PageParams,
+    *,
+    newest_first: bool = True,
+    cursor_of: Callable[[Any], uuid.UUID] | None = None,
+) -> tuple[list[Any], str | None]:
+    """One page of ``query`` ordered by its UUIDv7 ``id_column``, and the next cursor.
+
+    ``query`` may select one entity (items are entities) or several (items are rows;
+    pass ``cursor_of`` to read the ordering id from a row).
+    """
+    if params.cursor:
+        after = decode_cursor(params.cursor)
+        query = query.where(id_column < after if newest_first else id_column > after)
+    order = id_column.desc() if newest_first else id_column.asc()
+    result = await session.execute(query.order_by(order).limit(params.limit + 1))
+    single = len(result.keys()) == 1
+    rows = list(result.all())
+    items = [row[0] for row in rows] if single else rows
+    if len(items) > params.limit:
+        items = items[: params.limit]
+        last = items[-1]
+        last_id = cursor_of(last) if cursor_of else getattr(last, id_column.key)
+        return items, encode_cursor(last_id)
+    return items, None
+
+
 async def paginate_desc(
     session: AsyncSession,
-    query: Select[Any],
+    query: Select[*tuple[Any, ...]],
     id_column: InstrumentedAttribute[uuid.UUID],
     params: PageParams,
 ) -> tuple[list[Any], str | None]:
-    """Run ``query`` newest first (by UUIDv7 id) and return one page and the next cursor."""
-    if params.cursor:
-        query = query.where(id_column < decode_cursor(params.cursor))
-    rows = list(
-        (await session.scalars(query.order_by(id_column.desc()).limit(params.limit + 1))).all()
-    )
-    if len(rows) > params.limit:
-        rows = rows[: params.limit]
-        return rows, encode_cursor(getattr(rows[-1], id_column.key))
-    return rows, None
+    """Newest first (by UUIDv7 id)."""
+    return await paginate(session, query, id_column, params)

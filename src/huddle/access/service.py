@@ -1,0 +1,295 @@
+"""Who may see and change what: the one place permission checks live.
+
+Every route, and later the WebSocket gateway and the AI/MCP tools, resolve access here:
+
+* :func:`workspace_access` / :func:`project_access` load a resource and the caller's
+  role on it. A resource the caller may not see is :class:`NotFound` (no existence
+  leaks); ``.require(role)`` turns "visible but not allowed" into :class:`Forbidden`.
+* :func:`visible_projects` is the query every project list starts from.
+* :func:`can_read_topic` / :func:`readable_topics` decide who reads which events.
+
+Effective project role (DESIGN.md §4): on a public project the higher of the workspace
+role and any grant (to the user or a team they are in); on a private project workspace
+admins are admins and everyone else has exactly their best grant, or no access. Grants
+only count for workspace members. Site superusers are not implicit members.
+
+Roles are cached per workspace (:mod:`huddle.core.cache`); anything that changes
+memberships, teams or grants calls :func:`roles_changed`, which drops the workspace's
+cache entries after the transaction commits (and bypasses the cache until then in that
+session), so a demoted user loses their rights on their next request.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import Select, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from huddle.access.roles import Role, highest
+from huddle.core.cache import MISSING, ScopedCache
+from huddle.core.db import after_commit
+from huddle.core.errors import Forbidden, NotFound
+from huddle.events import topics
+from huddle.projects.models import Project, ProjectPermission
+from huddle.workspaces.models import Membership, TeamMember, Workspace
+
+_DIRTY = "huddle.access.dirty"
+
+
+@dataclass
+class WorkspaceAccess:
+    workspace: Workspace
+    role: Role
+
+    def require(self, role: Role, message: str | None = None) -> None:
+        if not self.role.at_least(role):
+            raise Forbidden(message or f"This needs the {role.value} role in the workspace")
+
+
+@dataclass
+class ProjectAccess:
+    project: Project
+    role: Role
+    workspace_role: Role
+
+    def require(self, role: Role, message: str | None = None) -> None:
+        if not self.role.at_least(role):
+            raise Forbidden(message or f"This needs the {role.value} role on the project")
+
+
+def _scope(workspace_id: uuid.UUID) -> str:
+    return f"roles:{workspace_id}"
+
+
+def _cache_usable(session: AsyncSession, workspace_id: uuid.UUID) -> bool:
+    return workspace_id not in session.info.get(_DIRTY, set())
+
+
+def roles_changed(session: AsyncSession, cache: ScopedCache, workspace_id: uuid.UUID) -> None:
+    """Memberships, teams or grants of this workspace change in this transaction."""
+    session.info.setdefault(_DIRTY, set()).add(workspace_id)
+
+    async def drop() -> None:
+        await cache.invalidate(_scope(workspace_id))
+
+    after_commit(session, drop, key=("roles", workspace_id))
+
+
+async def _cached(
+    session: AsyncSession, cache: ScopedCache, workspace_id: uuid.UUID, key: str, compute
+) -> Role | None:
+    usable = _cache_usable(session, workspace_id)
+    if usable:
+        hit = await cache.get(_scope(workspace_id), key)
+        if hit is not None:
+            return None if hit == MISSING else Role(hit)
+    role = await compute()
+    if usable:
+        await cache.set(_scope(workspace_id), key, role.value if role else None)
+    return role
+
+
+async def workspace_role(
+    session: AsyncSession, cache: ScopedCache, workspace_id: uuid.UUID, user_id: uuid.UUID
+) -> Role | None:
+    async def compute() -> Role | None:
+        return await session.scalar(
+            select(Membership.role).where(
+                Membership.workspace_id == workspace_id, Membership.user_id == user_id
+            )
+        )
+
+    return await _cached(session, cache, workspace_id, f"w:{user_id}", compute)
+
+
+def _user_teams(user_id: uuid.UUID) -> Select[uuid.UUID]:
+    return select(TeamMember.team_id).where(TeamMember.user_id == user_id)
+
+
+async def best_grant(
+    session: AsyncSession, project_id: uuid.UUID, user_id: uuid.UUID
+) -> Role | None:
+    """The highest role granted on a project to the user or any team they are in."""
+    rows = await session.scalars(
+        select(ProjectPermission.role).where(
+            ProjectPermission.project_id == project_id,
+            or_(
+                ProjectPermission.user_id == user_id,
+                ProjectPermission.team_id.in_(_user_teams(user_id)),
+            ),
+        )
+    )
+    return highest(*rows)
+
+
+async def best_grants(
+    session: AsyncSession, project_ids: list[uuid.UUID], user_id: uuid.UUID
+) -> dict[uuid.UUID, Role]:
+    """The best grant per project for a user (direct or through teams), in one query."""
+    if not project_ids:
+        return {}
+    rows = await session.execute(
+        select(ProjectPermission.project_id, ProjectPermission.role).where(
+            ProjectPermission.project_id.in_(project_ids),
+            or_(
+                ProjectPermission.user_id == user_id,
+                ProjectPermission.team_id.in_(_user_teams(user_id)),
+            ),
+        )
+    )
+    best: dict[uuid.UUID, Role] = {}
+    for project_id, role in rows:
+        best[project_id] = highest(best.get(project_id), role) or role
+    return best
+
+
+def effective_role(is_private: bool, ws_role: Role | None, grant: Role | None) -> Role | None:
+    """DESIGN.md §4: the higher of workspace role and grant; on private projects admins
+    are admins and everyone else has exactly their grant. Non-members have nothing."""
+    if ws_role is None:
+        return None
+    if is_private:
+        return Role.admin if ws_role is Role.admin else grant
+    return highest(ws_role, grant)
+
+
+async def project_role(
+    session: AsyncSession, cache: ScopedCache, project: Project, user_id: uuid.UUID
+) -> tuple[Role | None, Role | None]:
+    """(effective project role, workspace role) of a user; (None, None) for non-members."""
+    ws_role = await workspace_role(session, cache, project.workspace_id, user_id)
+    if ws_role is None:
+        return None, None
+
+    async def compute() -> Role | None:
+        grant = await best_grant(session, project.id, user_id)
+        return effective_role(project.is_private, ws_role, grant)
+
+    key = f"p:{project.id}:{int(project.is_private)}:{user_id}"
+    return await _cached(session, cache, project.workspace_id, key, compute), ws_role
+
+
+async def workspace_access(
+    session: AsyncSession, cache: ScopedCache, user_id: uuid.UUID, workspace_id: uuid.UUID
+) -> WorkspaceAccess:
+    """The workspace and the caller's role in it; 404 unless the caller is a member."""
+    workspace = await session.get(Workspace, workspace_id)
+    if workspace is None or workspace.deleted_at is not None:
+        raise NotFound("Workspace not found")
+    role = await workspace_role(session, cache, workspace_id, user_id)
+    if role is None:
+        raise NotFound("Workspace not found")
+    return WorkspaceAccess(workspace, role)
+
+
+async def project_access(
+    session: AsyncSession, cache: ScopedCache, user_id: uuid.UUID, project_id: uuid.UUID
+) -> ProjectAccess:
+    """The project and the caller's effective role; 404 unless the caller may see it."""
+    row = (
+        await session.execute(
+            select(Project, Workspace.deleted_at)
+            .join(Workspace, Workspace.id == Project.workspace_id)
+            .where(Project.id == project_id)
+        )
+    ).first()
+    if row is None or row[0].deleted_at is not None or row[1] is not None:
+        raise NotFound("Project not found")
+    project = row[0]
+    role, ws_role = await project_role(session, cache, project, user_id)
+    if role is None or ws_role is None:
+        raise NotFound("Project not found")
+    return ProjectAccess(project, role, ws_role)
+
+
+def visible_projects(workspace_id: uuid.UUID, user_id: uuid.UUID, ws_role: Role) -> Select[Project]:
+    """Projects of a workspace the caller (a member with ``ws_role``) may see."""
+    query = select(Project).where(
+        Project.workspace_id == workspace_id, Project.deleted_at.is_(None)
+    )
+    if ws_role is Role.admin:
+        return query
+    granted = select(ProjectPermission.project_id).where(
+        or_(
+            ProjectPermission.user_id == user_id,
+            ProjectPermission.team_id.in_(_user_teams(user_id)),
+        )
+    )
+    return query.where(or_(Project.is_private.is_(False), Project.id.in_(granted)))
+
+
+# --- event topics -------------------------------------------------------------------------
+
+
+async def can_read_topic(
+    session: AsyncSession, cache: ScopedCache, user_id: uuid.UUID, topic: str
+) -> bool:
+    """Whether the user may read events on ``topic``.
+
+    Deleted workspaces and projects keep their history readable to those who could see
+    them, so the ``*.deleted`` event itself is not lost.
+    """
+    parsed = topics.parse(topic)
+    if parsed is None:
+        return False
+    kind, ident = parsed
+    if kind == "user":
+        return ident == user_id
+    if kind in ("workspace", "workspace_admin"):
+        role = await workspace_role(session, cache, ident, user_id)
+        return role is not None and (kind == "workspace" or role is Role.admin)
+    if kind == "project":
+        project = await session.get(Project, ident)
+        if project is None:
+            return False
+        role, _ = await project_role(session, cache, project, user_id)
+        return role is not None
+    return False
+
+
+async def readable_topics(session: AsyncSession, user_id: uuid.UUID) -> set[str]:
+    """Every topic the user may read (for the unfiltered event feed)."""
+    result: set[str] = {topics.user(user_id)}
+    memberships = (
+        await session.execute(
+            select(Membership.workspace_id, Membership.role).where(Membership.user_id == user_id)
+        )
+    ).all()
+    for workspace_id, role in memberships:
+        result.add(topics.workspace(workspace_id))
+        if role is Role.admin:
+            result.add(topics.workspace_admin(workspace_id))
+    if not memberships:
+        return result
+    admin_of = [w for w, r in memberships if r is Role.admin]
+    granted = select(ProjectPermission.project_id).where(
+        or_(
+            ProjectPermission.user_id == user_id,
+            ProjectPermission.team_id.in_(_user_teams(user_id)),
+        )
+    )
+    project_ids = await session.scalars(
+        select(Project.id).where(
+            Project.workspace_id.in_([w for w, _ in memberships]),
+            or_(
+                Project.is_private.is_(False),
+                Project.workspace_id.in_(admin_of),
+                Project.id.in_(granted),
+            ),
+        )
+    )
+    result.update(topics.project(pid) for pid in project_ids)
+    return result
+
+
+async def count_admins(session: AsyncSession, workspace_id: uuid.UUID) -> int:
+    return int(
+        await session.scalar(
+            select(func.count()).where(
+                Membership.workspace_id == workspace_id, Membership.role == Role.admin
+            )
+        )
+        or 0
+    )

@@ -1,0 +1,48 @@
+"""Every event type and the schema of its ``data`` (one model per type, DESIGN.md §7).
+
+``record()`` refuses a type that is not here, or data of the wrong schema, so the
+catalog is the complete list of what Huddle emits.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+from huddle.auth.schemas import UserRead
+from huddle.projects.schemas import GrantRead, ProjectData
+from huddle.workspaces.schemas import (
+    InvitationRead,
+    MemberEventData,
+    TeamMemberEventData,
+    TeamRead,
+    WorkspaceData,
+)
+
+
+class DeletedData(BaseModel):
+    id: str
+
+
+CATALOG: dict[str, type[BaseModel]] = {
+    "workspace.created": WorkspaceData,
+    "workspace.updated": WorkspaceData,
+    "workspace.deleted": WorkspaceData,
+    "member.added": MemberEventData,
+    "member.removed": MemberEventData,
+    "member.role_changed": MemberEventData,
+    "invitation.created": InvitationRead,
+    "invitation.accepted": InvitationRead,
+    "invitation.revoked": InvitationRead,
+    "team.created": TeamRead,
+    "team.updated": TeamRead,
+    "team.deleted": TeamRead,
+    "team.member_added": TeamMemberEventData,
+    "team.member_removed": TeamMemberEventData,
+    "project.created": ProjectData,
+    "project.updated": ProjectData,
+    "project.deleted": ProjectData,
+    "project.permission_set": GrantRead,
+    "project.permission_removed": GrantRead,
+    "user.updated": UserRead,
+    "user.deleted": DeletedData,
+}

@@ -1,0 +1,151 @@
+"""Every route of workspaces, teams, invitations, projects, events and admin, as each role.
+
+Statuses per role, in the order anonymous, outsider, viewer, member, admin, superuser.
+The outsider is admin of another workspace; the superuser is a site admin who is not a
+member of W (superusers are not implicit members). Q is a private project with no
+grants for viewer or member. Every error is checked for the error shape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from tests.helpers import assert_error
+from tests.world import ROLES, World, build_world
+
+
+@dataclass(frozen=True)
+class Case:
+    method: str
+    path: str
+    expect: tuple[int, int, int, int, int, int]
+    body: Callable[[World], Any] | dict[str, Any] | None = None
+    query: str = ""
+
+    @property
+    def label(self) -> str:
+        return f"{self.method} {self.path}{self.query}"
+
+
+R401 = 401
+WS_READ = (R401, 404, 200, 200, 200, 404)
+WS_ADMIN = (R401, 404, 403, 403, 200, 404)
+WS_ADMIN_201 = (R401, 404, 403, 403, 201, 404)
+WS_ADMIN_204 = (R401, 404, 403, 403, 204, 404)
+PRIVATE_READ = (R401, 404, 404, 404, 200, 404)
+ADMIN_ONLY = (R401, 403, 403, 403, 403, 200)
+
+CASES = [
+    # workspaces
+    Case("POST", "/api/workspaces", (R401, 201, 201, 201, 201, 201), {"name": "New"}),
+    Case("GET", "/api/workspaces", (R401, 200, 200, 200, 200, 200)),
+    Case("GET", "/api/workspaces/{W}", WS_READ),
+    Case("PATCH", "/api/workspaces/{W}", WS_ADMIN, {"name": "Renamed"}),
+    Case("DELETE", "/api/workspaces/{W}", WS_ADMIN_204),
+    # members
+    Case("GET", "/api/workspaces/{W}/members", WS_READ),
+    Case(
+        "POST",
+        "/api/workspaces/{W}/members",
+        WS_ADMIN_201,
+        lambda w: {"email": "newcomer@example.com"},
+    ),
+    Case("PATCH", "/api/workspaces/{W}/members/{bystander_id}", WS_ADMIN, {"role": "viewer"}),
+    Case("DELETE", "/api/workspaces/{W}/members/{bystander_id}", WS_ADMIN_204),
+    # invitations
+    Case("POST", "/api/workspaces/{W}/invitations", WS_ADMIN_201, {"email": "someone@example.com"}),
+    Case("GET", "/api/workspaces/{W}/invitations", WS_ADMIN),
+    Case("DELETE", "/api/workspaces/{W}/invitations/{I}", WS_ADMIN_204),
+    # invitations of another workspace are not reachable through W
+    Case("DELETE", "/api/workspaces/{W}/invitations/{I2}", (R401, 404, 403, 403, 404, 404)),
+    # teams
+    Case("POST", "/api/workspaces/{W}/teams", WS_ADMIN_201, {"name": "QA", "handle": "qa"}),
+    Case("GET", "/api/workspaces/{W}/teams", WS_READ),
+    Case("GET", "/api/teams/{T}", WS_READ),
+    Case("PATCH", "/api/teams/{T}", WS_ADMIN, {"name": "Design 2"}),
+    Case("DELETE", "/api/teams/{T}", WS_ADMIN_204),
+    Case("GET", "/api/teams/{T}/members", WS_READ),
+    Case(
+        "POST", "/api/teams/{T}/members", WS_ADMIN_201, lambda w: {"user_id": w.ids["bystander_id"]}
+    ),
+    Case("DELETE", "/api/teams/{T}/members/{teammate_id}", WS_ADMIN_204),
+    Case("GET", "/api/teams/{T2}", (R401, 200, 404, 404, 404, 404)),
+    # projects
+    Case(
+        "POST", "/api/workspaces/{W}/projects", (R401, 404, 403, 201, 201, 404), {"name": "Roadmap"}
+    ),
+    Case("GET", "/api/workspaces/{W}/projects", WS_READ),
+    Case("GET", "/api/projects/{P}", WS_READ),
+    Case("PATCH", "/api/projects/{P}", WS_ADMIN, {"description": "new"}),
+    Case("DELETE", "/api/projects/{P}", WS_ADMIN_204),
+    Case("GET", "/api/projects/{Q}", PRIVATE_READ),
+    Case("PATCH", "/api/projects/{Q}", PRIVATE_READ, {"name": "Still secret"}),
+    Case("DELETE", "/api/projects/{Q}", (R401, 404, 404, 404, 204, 404)),
+    Case("GET", "/api/projects/{P2}", (R401, 200, 404, 404, 404, 404)),
+    # grants
+    Case("GET", "/api/projects/{P}/permissions", WS_READ),
+    Case("GET", "/api/projects/{Q}/permissions", PRIVATE_READ),
+    Case("PUT", "/api/projects/{P}/permissions/{bystander_id}", WS_ADMIN, {"role": "admin"}),
+    Case("DELETE", "/api/projects/{P}/permissions/{teammate_id}", WS_ADMIN_204),
+    Case("PUT", "/api/projects/{Q}/permissions/{member_id}", PRIVATE_READ, {"role": "viewer"}),
+    Case("PUT", "/api/projects/{P}/team-permissions/{T}", WS_ADMIN, {"role": "member"}),
+    Case("DELETE", "/api/projects/{P}/team-permissions/{T}", (R401, 404, 403, 403, 404, 404)),
+    # events
+    Case("GET", "/api/events", (R401, 200, 200, 200, 200, 200)),
+    Case("GET", "/api/events", WS_READ, query="?topic=workspace:{W}"),
+    Case("GET", "/api/events", PRIVATE_READ, query="?topic=workspace:{W}:admin"),
+    Case("GET", "/api/events", PRIVATE_READ, query="?topic=project:{Q}"),
+    Case(
+        "GET", "/api/events", (R401, 200, 404, 404, 404, 404), query="?topic=workspace:{W2}:admin"
+    ),
+    # site administration
+    Case("GET", "/api/admin/users", ADMIN_ONLY),
+    Case("PATCH", "/api/admin/users/{bystander_id}", ADMIN_ONLY, {"is_active": False}),
+    Case("DELETE", "/api/admin/users/{bystander_id}", (R401, 403, 403, 403, 403, 204)),
+]
+
+
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("case", CASES, ids=[c.label for c in CASES])
+async def test_route_as_role(client, app, case: Case, role: str):
+    world = await build_world(client, app)
+    body = case.body(world) if callable(case.body) else case.body
+    response = await world.call(role, case.method, case.path + case.query, json=body)
+    expected = case.expect[ROLES.index(role)]
+    assert response.status_code == expected, (role, case.label, response.text)
+    if expected >= 400:
+        assert_error(response, expected, response.json()["code"])
+        assert (
+            response.json()["code"]
+            == {
+                401: "not_authenticated",
+                403: "forbidden",
+                404: "not_found",
+            }[expected]
+        )
+
+
+def test_matrix_covers_every_route(app):
+    """Every route of these areas has at least one row (a new route needs one)."""
+    from starlette.routing import Match
+
+    prefixes = ("/api/workspaces", "/api/teams", "/api/projects", "/api/events", "/api/admin")
+    routes = [r for r in app.routes if getattr(r, "path", "").startswith(prefixes)]
+    placeholder = "01a20000-0000-7000-8000-000000000000"
+    covered = set()
+    for case in CASES:
+        path = case.path
+        for name in ("W", "W2", "T", "T2", "P", "P2", "Q", "I", "I2"):
+            path = path.replace("{" + name + "}", placeholder)
+        path = path.replace("{bystander_id}", placeholder).replace("{teammate_id}", placeholder)
+        path = path.replace("{member_id}", placeholder)
+        scope = {"type": "http", "path": path, "method": case.method}
+        for route in routes:
+            if route.matches(scope)[0] is Match.FULL:
+                covered.add((case.method, route.path))
+    expected = {(m, r.path) for r in routes for m in r.methods if m != "HEAD"}  # type: ignore[attr-defined]
+    assert expected - covered == set(), f"routes without an authorization row: {expected - covered}"

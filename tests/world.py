@@ -1,0 +1,164 @@
+"""A populated workspace with one user per role, for authorization tests.
+
+``await build_world(client, app)`` creates, through the API where it matters:
+
+* users ``admin`` (creator of workspace W), ``member``, ``viewer``, ``outsider`` (not in
+  W, admin of their own workspace W2), ``superuser`` (site admin, not in W),
+  ``bystander`` (a W member to act on), ``teammate`` (a W member in team T),
+  ``newcomer`` (an account in no workspace);
+* team T (with ``teammate``), public project P and private project Q in W (created by
+  ``admin``), an invitation I, a grant on P for ``teammate``, and in W2 a project P2, a
+  team T2 and an invitation I2.
+
+Users are inserted directly (one shared password hash) and get access tokens minted
+with the test secret, which keeps a world cheap enough to build per test.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from fastapi import FastAPI
+
+from huddle.auth.models import User
+from huddle.core.time import utcnow
+from huddle.core.tokens import encode_access_token
+from tests.conftest import TEST_SECRET
+
+ROLES = ("anonymous", "outsider", "viewer", "member", "admin", "superuser")
+_HASH: dict[str, str] = {}
+
+
+@dataclass
+class World:
+    client: httpx.AsyncClient
+    app: FastAPI
+    users: dict[str, dict[str, Any]] = field(default_factory=dict)
+    headers: dict[str, dict[str, str]] = field(default_factory=dict)
+    ids: dict[str, str] = field(default_factory=dict)
+
+    async def call(self, role: str, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        return await self.client.request(
+            method, path.format(**self.ids), headers=self.headers[role], **kwargs
+        )
+
+    async def ok(self, role: str, method: str, path: str, expect: int = 200, **kwargs: Any) -> Any:
+        response = await self.call(role, method, path, **kwargs)
+        assert response.status_code == expect, (method, path, response.status_code, response.text)
+        return response.json() if response.content else None
+
+
+async def add_user(
+    app: FastAPI, name: str, *, superuser: bool = False
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Insert an active user; return (user fields, Bearer headers)."""
+    if "hash" not in _HASH:
+        _HASH["hash"] = await app.state.auth.hasher.hash("correct horse battery")
+    async with app.state.db.write_session() as session:
+        user = User(
+            email=f"{name}@example.com",
+            username=name,
+            full_name=name.title(),
+            hashed_password=_HASH["hash"],
+            is_superuser=superuser,
+        )
+        session.add(user)
+        await session.commit()
+        user_id = user.id
+    token = encode_access_token(user_id, TEST_SECRET, utcnow(), 900)
+    fields = {"id": str(user_id), "username": name, "email": f"{name}@example.com"}
+    return fields, {"Authorization": f"Bearer {token}"}
+
+
+async def build_world(client: httpx.AsyncClient, app: FastAPI) -> World:
+    world = World(client=client, app=app)
+    world.headers["anonymous"] = {}
+    for name in ("admin", "member", "viewer", "outsider", "bystander", "teammate", "newcomer"):
+        world.users[name], world.headers[name] = await add_user(app, name)
+    world.users["superuser"], world.headers["superuser"] = await add_user(
+        app, "superuser", superuser=True
+    )
+    for name, user in world.users.items():
+        world.ids[f"{name}_id"] = user["id"]
+
+    ws = await world.ok("admin", "POST", "/api/workspaces", 201, json={"name": "Acme"})
+    world.ids["W"] = ws["id"]
+    for name, role in (
+        ("member", "member"),
+        ("viewer", "viewer"),
+        ("bystander", "member"),
+        ("teammate", "member"),
+    ):
+        await world.ok(
+            "admin",
+            "POST",
+            "/api/workspaces/{W}/members",
+            201,
+            json={"user_id": world.users[name]["id"], "role": role},
+        )
+    team = await world.ok(
+        "admin",
+        "POST",
+        "/api/workspaces/{W}/teams",
+        201,
+        json={"name": "Design", "handle": "design"},
+    )
+    world.ids["T"] = team["id"]
+    await world.ok(
+        "admin", "POST", "/api/teams/{T}/members", 201, json={"user_id": world.ids["teammate_id"]}
+    )
+    world.ids["P"] = (
+        await world.ok(
+            "admin", "POST", "/api/workspaces/{W}/projects", 201, json={"name": "Public"}
+        )
+    )["id"]
+    world.ids["Q"] = (
+        await world.ok(
+            "admin",
+            "POST",
+            "/api/workspaces/{W}/projects",
+            201,
+            json={"name": "Secret", "is_private": True},
+        )
+    )["id"]
+    await world.ok(
+        "admin", "PUT", "/api/projects/{P}/permissions/{teammate_id}", json={"role": "admin"}
+    )
+    invitation = await world.ok(
+        "admin", "POST", "/api/workspaces/{W}/invitations", 201, json={"email": "guest@example.com"}
+    )
+    world.ids["I"] = invitation["id"]
+
+    ws2 = await world.ok("outsider", "POST", "/api/workspaces", 201, json={"name": "Other"})
+    world.ids["W2"] = ws2["id"]
+    world.ids["P2"] = (
+        await world.ok(
+            "outsider", "POST", "/api/workspaces/{W2}/projects", 201, json={"name": "Theirs"}
+        )
+    )["id"]
+    world.ids["T2"] = (
+        await world.ok(
+            "outsider",
+            "POST",
+            "/api/workspaces/{W2}/teams",
+            201,
+            json={"name": "Ops", "handle": "ops"},
+        )
+    )["id"]
+    world.ids["I2"] = (
+        await world.ok(
+            "outsider",
+            "POST",
+            "/api/workspaces/{W2}/invitations",
+            201,
+            json={"email": "x@example.com"},
+        )
+    )["id"]
+    return world
+
+
+def unknown_id() -> str:
+    return str(uuid.uuid4())
