@@ -124,6 +124,8 @@ async def _empty_tables(url: str) -> None:
     try:
         async with engine.begin() as conn:
             if engine.dialect.name == "postgresql":
+                # A test that left a transaction open must fail, not hang the run.
+                await conn.execute(text("SET LOCAL lock_timeout = '10s'"))
                 quoted = ", ".join(f'"{name}"' for name in tables)
                 await conn.execute(text(f"TRUNCATE {quoted} RESTART IDENTITY CASCADE"))
             else:

@@ -162,3 +162,12 @@ async def build_world(client: httpx.AsyncClient, app: FastAPI) -> World:
 
 def unknown_id() -> str:
     return str(uuid.uuid4())
+
+
+async def events(world: World, role: str, **params: Any) -> list[dict[str, Any]]:
+    """Dispatch what is committed, then read /api/events as ``role``."""
+    await world.app.state.dispatcher.flush()
+    query = {k: (v.format(**world.ids) if isinstance(v, str) else v) for k, v in params.items()}
+    response = await world.client.get("/api/events", params=query, headers=world.headers[role])
+    assert response.status_code == 200, response.text
+    return response.json()["items"]

@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from fastapi.middleware.cors import CORSMiddleware
 from fastapi_offline import FastAPIOffline
 
 from huddle import __version__
@@ -18,6 +17,7 @@ from huddle.auth.service import AuthRuntime
 from huddle.config import Settings
 from huddle.core.background import BackgroundRunner
 from huddle.core.cache import MemoryScopedCache, RedisScopedCache
+from huddle.core.cors import ErrorShapedCORSMiddleware
 from huddle.core.db import Database
 from huddle.core.errors import install_error_handlers
 from huddle.core.logging import configure_logging
@@ -58,7 +58,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         dispatcher = Dispatcher(db, bus, settings.event_poll_interval)
         app.state.db = db
         app.state.redis = redis
-        app.state.auth = AuthRuntime(settings=settings, hasher=hasher, limiter=limiter)
+        app.state.auth = AuthRuntime(
+            settings=settings, hasher=hasher, limiter=limiter, read_session=db.read_session
+        )
         app.state.external_verifier = verifier
         app.state.role_cache = (
             RedisScopedCache(redis, settings.redis_key_prefix, settings.role_cache_ttl)
@@ -94,7 +96,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_openapi(app)
     if settings.cors_origins:
         app.add_middleware(
-            CORSMiddleware,
+            ErrorShapedCORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_methods=["*"],
             allow_headers=["*"],

@@ -65,7 +65,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         port=args.port,
         workers=args.workers,
         log_level=settings.log_level.lower(),
-        proxy_headers=False,
+        # Client addresses (rate limits, logs) come from X-Forwarded-For only when the
+        # connection is from a proxy named in HUDDLE_TRUSTED_PROXIES.
+        proxy_headers=bool(settings.trusted_proxies),
+        forwarded_allow_ips=",".join(settings.trusted_proxies) or None,
     )
     return 0
 
@@ -80,7 +83,9 @@ async def _create_superuser(settings: Settings, email: str, username: str, passw
     data = UserCreate(email=email, username=username, password=password)
     db = Database(settings)
     hasher = PasswordHasher(settings)
-    runtime = service.AuthRuntime(settings=settings, hasher=hasher, limiter=MemoryRateLimiter())
+    runtime = service.AuthRuntime(
+        settings=settings, hasher=hasher, limiter=MemoryRateLimiter(), read_session=db.read_session
+    )
     try:
         async with db.write_session() as session:
             user = await service.register(

@@ -96,9 +96,11 @@ class Settings(BaseSettings):
     role_cache_ttl: int = Field(default=300, ge=1, description="seconds")
 
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Addresses/networks of reverse proxies whose X-Forwarded-For/-Proto are believed.
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
     log_level: str = "INFO"
 
-    @field_validator("cors_origins", mode="before")
+    @field_validator("cors_origins", "trusted_proxies", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:
         if isinstance(value, str):

@@ -127,3 +127,40 @@ def test_two_workers_with_redis_serve_and_share_login_limits(tmp_path, redis_set
             assert statuses == [401, 401, 401, 429]
     finally:
         srv.stop()
+
+
+def test_client_address_comes_from_trusted_proxies_only(tmp_path, database_url):
+    """Behind a proxy named in HUDDLE_TRUSTED_PROXIES each client has its own login limit."""
+    env = huddle_env(
+        tmp_path, database_url=database_url, rate_login="2/15m", trusted_proxies="127.0.0.1"
+    )
+    srv = Server(env, tmp_path)
+    try:
+        srv.wait_ready()
+        with httpx.Client(base_url=srv.url, timeout=10) as http:
+
+            def guess(address: str, name: str) -> int:
+                return http.post(
+                    "/api/auth/token",
+                    data={"username": name, "password": "wrong-one"},
+                    headers={"X-Forwarded-For": address},
+                ).status_code
+
+            # Different accounts, so only the per-address limit applies.
+            assert [guess("192.0.2.1", f"nobody{n}") for n in range(3)] == [401, 401, 429]
+            assert guess("192.0.2.2", "nobody9") == 401  # another client behind the proxy
+    finally:
+        srv.stop()
+
+
+def test_forwarded_for_is_ignored_without_trusted_proxies(server):
+    with httpx.Client(base_url=server.url, timeout=10) as http:
+        statuses = [
+            http.post(
+                "/api/auth/token",
+                data={"username": f"ghost{n}", "password": "wrong-one"},
+                headers={"X-Forwarded-For": f"192.0.2.{n}"},
+            ).status_code
+            for n in range(11)
+        ]
+    assert statuses == [401] * 10 + [429]

@@ -6,6 +6,7 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
+from pydantic import AfterValidator
 
 from huddle.access.deps import CurrentCaller
 from huddle.admin import service
@@ -14,6 +15,7 @@ from huddle.auth.schemas import UserRead
 from huddle.core.db import SessionDep
 from huddle.core.errors import ERROR_RESPONSES
 from huddle.core.pagination import Page, PageParamsDep
+from huddle.core.validation import clean_text
 
 router = APIRouter(prefix="/api/admin", tags=["admin"], responses=ERROR_RESPONSES)
 
@@ -24,7 +26,9 @@ async def list_users(
     session: SessionDep,
     page: PageParamsDep,
     q: Annotated[
-        str | None, Query(max_length=100, description="Search email, username, name")
+        str | None,
+        Query(max_length=100, description="Search email, username, name"),
+        AfterValidator(clean_text),
     ] = None,
 ) -> object:
     """All users, newest first, optionally filtered by a search string."""

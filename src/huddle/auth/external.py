@@ -47,6 +47,7 @@ class ExternalTokenVerifier:
         self._anonymous: list[jwt.PyJWK] = []
         self.refetch_interval = _REFETCH_INTERVAL
         self._fetched_at = -1e9
+        self._attempted_at = -1e9
         self._lock = asyncio.Lock()
         self._users: dict[tuple[str, str], uuid.UUID] = {}
 
@@ -54,22 +55,32 @@ class ExternalTokenVerifier:
         await self._http.aclose()
 
     async def _refresh_keys(self, force: bool) -> None:
+        """Fetch the key set when stale (or, with ``force``, for an unknown kid).
+
+        Attempts (failed ones too) are at least ``refetch_interval`` apart, and with keys
+        in hand nobody waits behind a fetch already in progress: an unreachable
+        provider costs one timeout per interval, not one per request.
+        """
+        if self._lock.locked():
+            if not self._keys:
+                async with self._lock:  # the first fetch is under way: wait for it
+                    pass
+            return
+        now = time.monotonic()
+        since_attempt = now - self._attempted_at
+        stale = now - self._fetched_at >= self._settings.jwt_jwks_cache_seconds
+        if since_attempt < self.refetch_interval or not (force or stale):
+            return
         async with self._lock:
-            age = time.monotonic() - self._fetched_at
-            if age < self.refetch_interval or (
-                not force and age < self._settings.jwt_jwks_cache_seconds
-            ):
+            if time.monotonic() - self._attempted_at < self.refetch_interval:
                 return
+            self._attempted_at = time.monotonic()
             try:
                 response = await self._http.get(self._url)
                 response.raise_for_status()
                 keyset = jwt.PyJWKSet.from_dict(response.json())
             except (httpx.HTTPError, ValueError, jwt.PyJWTError) as exc:
                 log.warning("could not fetch JWKS from %s: %s", self._url, exc)
-                if not self._keys:
-                    raise ServiceUnavailable(
-                        "The identity provider's keys are unavailable"
-                    ) from exc
                 return
             self._keys = {key.key_id: key for key in keyset.keys if key.key_id}
             self._anonymous = [key for key in keyset.keys if not key.key_id]
@@ -79,6 +90,8 @@ class ExternalTokenVerifier:
         await self._refresh_keys(force=False)
         if kid is not None and kid not in self._keys:
             await self._refresh_keys(force=True)
+        if not self._keys and not self._anonymous:
+            raise ServiceUnavailable("The identity provider's keys are unavailable")
         if kid is not None and kid in self._keys:
             return self._keys[kid]
         if kid is None and len(self._anonymous) + len(self._keys) == 1:

@@ -6,6 +6,7 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Response, status
+from pydantic import AfterValidator
 
 from huddle.auth import service
 from huddle.auth.deps import AuthRuntimeDep, ClientAddress, CurrentUser
@@ -23,11 +24,18 @@ from huddle.auth.schemas import (
 from huddle.core.db import SessionDep
 from huddle.core.errors import ERROR_RESPONSES
 from huddle.core.pagination import Page, PageParamsDep
+from huddle.core.validation import clean_text
 
 router = APIRouter(prefix="/api/auth", tags=["auth"], responses=ERROR_RESPONSES)
 
-LoginName = Annotated[str, Form(min_length=1, max_length=320, description="Email or username")]
-LoginPassword = Annotated[str, Form(min_length=1, max_length=PASSWORD_MAX)]
+LoginName = Annotated[
+    str,
+    Form(min_length=1, max_length=320, description="Email or username"),
+    AfterValidator(clean_text),
+]
+LoginPassword = Annotated[
+    str, Form(min_length=1, max_length=PASSWORD_MAX), AfterValidator(clean_text)
+]
 
 
 @router.post("/register", status_code=status.HTTP_201_CREATED, response_model=UserRead)

@@ -17,6 +17,8 @@ from pydantic import (
     model_validator,
 )
 
+from huddle.core.validation import clean_text
+
 USERNAME_PATTERN = re.compile(r"^[a-z0-9](?:[a-z0-9._-]{1,30}[a-z0-9])?$")
 PASSWORD_MIN = 8
 PASSWORD_MAX = 256  # bounds the hashing work a request can ask for
@@ -41,15 +43,15 @@ def _check_password(value: str) -> str:
         raise ValueError(f"password must be at least {PASSWORD_MIN} characters")
     if len(value) > PASSWORD_MAX:
         raise ValueError(f"password must be at most {PASSWORD_MAX} characters")
-    if "\x00" in value:
-        raise ValueError("password must not contain NUL characters")
-    return value
+    return clean_text(value)
 
 
 Username = Annotated[str, Field(max_length=64), AfterValidator(_normalize_username)]
 Email = Annotated[EmailStr, Field(max_length=320), AfterValidator(_normalize_email)]
 Password = Annotated[str, AfterValidator(_check_password)]
-FullName = Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)]
+FullName = Annotated[
+    str, StringConstraints(strip_whitespace=True, max_length=200), AfterValidator(clean_text)
+]
 
 
 class StrictModel(BaseModel):
@@ -70,7 +72,9 @@ class UserUpdate(StrictModel):
     username: Username | None = None
     full_name: FullName | None = None
     password: Password | None = None
-    current_password: str | None = Field(default=None, max_length=PASSWORD_MAX)
+    current_password: (
+        Annotated[str, Field(max_length=PASSWORD_MAX), AfterValidator(clean_text)] | None
+    ) = None
 
     @model_validator(mode="after")
     def _needs_current_password(self) -> UserUpdate:
@@ -99,11 +103,15 @@ class TokenPair(BaseModel):
 
 
 class RefreshRequest(StrictModel):
-    refresh_token: str = Field(min_length=1, max_length=200)
+    refresh_token: Annotated[str, Field(min_length=1, max_length=200), AfterValidator(clean_text)]
 
 
 class ApiTokenCreate(StrictModel):
-    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+    name: Annotated[
+        str,
+        StringConstraints(strip_whitespace=True, min_length=1, max_length=100),
+        AfterValidator(clean_text),
+    ]
     expires_in_days: int | None = Field(default=None, ge=1, le=3650, strict=True)
 
 

@@ -6,9 +6,9 @@ import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from huddle.auth.models import ApiToken, RefreshToken, User
 from huddle.auth.schemas import TokenPair, UserCreate, UserUpdate
@@ -44,11 +44,17 @@ class RefreshTokenReused(InvalidToken):
 
 @dataclass
 class AuthRuntime:
-    """What the auth services need besides a session: settings, hasher, rate limiter."""
+    """What the auth services need besides a session: settings, hasher, rate limiter.
+
+    ``read_session`` opens a short read-only session: password checks run outside the
+    request's transaction, because on SQLite a write transaction holds the database
+    lock and must not stay open through a deliberately slow Argon2 verification.
+    """
 
     settings: Settings
     hasher: PasswordHasher
     limiter: RateLimiter
+    read_session: async_sessionmaker[AsyncSession]
 
 
 # --- accounts -------------------------------------------------------------------------
@@ -89,12 +95,14 @@ async def register(
     )
     if wait is not None:
         raise RateLimited(wait, "Too many registrations from this address")
+    # Hash before the first query: the transaction (and SQLite's lock) starts there.
+    hashed = await runtime.hasher.hash(data.password)
     await _ensure_unique(session, data.email, data.username, None)
     user = User(
         email=data.email,
         username=data.username,
         full_name=data.full_name,
-        hashed_password=await runtime.hasher.hash(data.password),
+        hashed_password=hashed,
         is_superuser=is_superuser,
     )
     session.add(user)
@@ -105,11 +113,20 @@ async def register(
 async def update_account(
     session: AsyncSession, runtime: AuthRuntime, user: User, data: UserUpdate
 ) -> User:
-    """Apply the caller's own changes; a new password signs out every refresh token."""
+    """Apply the caller's own changes; a new password signs out every refresh token.
+
+    Wrong current passwords count against the account's failed-login limit, so a
+    stolen access token cannot be used to guess the password.
+    """
     if data.current_password is not None and (data.password or data.email):
+        key = f"login:acct:{user.id}"
+        wait = await runtime.limiter.hit(key, runtime.settings.login_rate)
+        if wait is not None:
+            raise RateLimited(wait, "Too many failed password checks; try again later")
         ok, _ = await runtime.hasher.verify(data.current_password, user.hashed_password)
         if not ok:
             raise InvalidCredentials("Current password is incorrect")
+        await runtime.limiter.undo(key)
     await _ensure_unique(session, data.email, data.username, user.id)
     if data.email is not None:
         user.email = data.email
@@ -119,8 +136,9 @@ async def update_account(
         user.full_name = data.full_name
     if data.password is not None:
         user.hashed_password = await runtime.hasher.hash(data.password)
-        await revoke_all_refresh_tokens(session, user.id)
     await _flush_unique(session)
+    if data.password is not None:
+        await revoke_all_refresh_tokens(session, user.id)
     return user
 
 
@@ -147,24 +165,32 @@ async def login(
     ``HUDDLE_RATE_LOGIN`` answers 429 with ``Retry-After`` until its window ends.
     """
     rate = runtime.settings.login_rate
-    user = await get_user_by_login(session, login_name)
-    # Count per account (by id, so alternating email and username does not double the
-    # allowance) and per client address.
-    account = str(user.id) if user else login_name.strip().lower()
-    keys = (f"login:acct:{account}", f"login:addr:{client_address}")
-    for key in keys:
-        wait = await runtime.limiter.blocked_for(key, rate)
+    async with runtime.read_session() as lookup:
+        found = await get_user_by_login(lookup, login_name)
+        user_id = found.id if found else None
+        stored_hash = found.hashed_password if found else None
+    # Count the attempt before checking it (atomically), so parallel guesses cannot
+    # all slip under the limit; a success takes its count back.
+    account_key = f"login:acct:{user_id or login_name.strip().lower()}"
+    address_key = f"login:addr:{client_address}"
+    wait = await runtime.limiter.hit(account_key, rate)
+    if wait is None:
+        wait = await runtime.limiter.hit(address_key, rate)
         if wait is not None:
-            raise RateLimited(wait, "Too many failed logins; try again later")
-    ok, new_hash = await runtime.hasher.verify(password, user.hashed_password if user else None)
-    if user is None or not ok:
-        for key in keys:
-            await runtime.limiter.record(key, rate)
+            await runtime.limiter.undo(account_key)
+    if wait is not None:
+        raise RateLimited(wait, "Too many failed logins; try again later")
+    ok, new_hash = await runtime.hasher.verify(password, stored_hash)
+    if user_id is None or not ok:
+        raise InvalidCredentials()
+    user = await session.get(User, user_id)
+    if user is None:
         raise InvalidCredentials()
     if not user.is_active:
         raise AccountDisabled()
-    await runtime.limiter.reset(keys[0])
-    if new_hash:
+    await runtime.limiter.reset(account_key)
+    await runtime.limiter.undo(address_key)
+    if new_hash and user.hashed_password == stored_hash:
         user.hashed_password = new_hash
     return await issue_tokens(session, runtime.settings, user)
 
@@ -199,7 +225,18 @@ async def issue_tokens(
     )
 
 
+async def _lock_tokens(session: AsyncSession, condition: ColumnElement[bool]) -> None:
+    """Lock the matching refresh-token rows (PostgreSQL; SQLite serialises writers).
+
+    This waits for any rotation in flight on those rows to commit, so the UPDATE that
+    follows (a new statement, hence a new READ COMMITTED snapshot) also sees the
+    successor token that rotation inserted.
+    """
+    await session.execute(select(RefreshToken.id).where(condition).with_for_update())
+
+
 async def _revoke_family(session: AsyncSession, family_id: uuid.UUID) -> None:
+    await _lock_tokens(session, RefreshToken.family_id == family_id)
     await session.execute(
         update(RefreshToken)
         .where(RefreshToken.family_id == family_id, RefreshToken.revoked_at.is_(None))
@@ -208,6 +245,7 @@ async def _revoke_family(session: AsyncSession, family_id: uuid.UUID) -> None:
 
 
 async def revoke_all_refresh_tokens(session: AsyncSession, user_id: uuid.UUID) -> None:
+    await _lock_tokens(session, RefreshToken.user_id == user_id)
     await session.execute(
         update(RefreshToken)
         .where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None))

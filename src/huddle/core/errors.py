@@ -15,6 +15,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from sqlalchemy.exc import StatementError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from huddle.core.requestid import current_request_id
@@ -182,15 +183,45 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    code = _HTTP_CODES.get(exc.status_code, "http_error")
     message = exc.detail if isinstance(exc.detail, str) else "HTTP error"
+    if exc.status_code == 400:
+        # FastAPI's "error parsing the body" (multipart without boundary, oversized form
+        # field, ...): malformed input, which the contract answers with 422.
+        return error_response(422, message, "validation_error", [{"loc": ["body"], "msg": message}])
+    code = _HTTP_CODES.get(exc.status_code, "http_error")
     return error_response(exc.status_code, message, code, headers=exc.headers)
+
+
+def _bad_value(exc: BaseException) -> bool:
+    """Whether a database error was caused by a value the client sent.
+
+    SQLSTATE class 22 ("data exception": text with NUL, numbers out of range, ...) and
+    text no driver can encode are bad input, not server faults.
+    """
+    orig = getattr(exc, "orig", None)
+    sqlstate = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    if isinstance(sqlstate, str) and sqlstate.startswith("22"):
+        return True
+    return isinstance(orig, UnicodeEncodeError)
+
+
+async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+    if not _bad_value(exc):
+        raise exc
+    log.info("request %s: database refused a value: %s", current_request_id(), exc)
+    return error_response(
+        422,
+        "A value cannot be stored",
+        "validation_error",
+        [{"loc": ["body"], "msg": "contains characters or values that cannot be stored"}],
+    )
 
 
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AppError, _app_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(StatementError, _database_error)
     # Unhandled exceptions are answered by RequestContextMiddleware (core/middleware.py).
 
 

@@ -28,6 +28,9 @@ class RateLimiter(Protocol):
     async def hit(self, key: str, rate: Rate) -> int | None:
         """Count a hit; return seconds to wait if it went over the limit, else None."""
 
+    async def undo(self, key: str) -> None:
+        """Take back one hit (an attempt that turned out to be fine)."""
+
 
 class MemoryRateLimiter:
     """Per-process counters: right for one process, refused with several workers."""
@@ -68,6 +71,13 @@ class MemoryRateLimiter:
             return max(1, int(expires - time.monotonic() + 0.999))
         return None
 
+    async def undo(self, key: str) -> None:
+        count, expires = self._current(key)
+        if count > 1:
+            self._counts[key] = (count - 1, expires)
+        else:
+            self._counts.pop(key, None)
+
 
 class RedisRateLimiter:
     """Counters in Redis (``INCR`` + ``EXPIRE NX``), shared by every worker and instance."""
@@ -104,3 +114,9 @@ class RedisRateLimiter:
         if count > rate.count:
             return max(1, ttl) if ttl > 0 else rate.window
         return None
+
+    async def undo(self, key: str) -> None:
+        # DECR, deleting the key at zero so no counter outlives its window.
+        name = self._prefix + key
+        if int(await self._redis.decr(name)) <= 0:
+            await self._redis.delete(name)

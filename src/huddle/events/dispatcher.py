@@ -41,7 +41,8 @@ from huddle.events.service import envelope
 
 log = logging.getLogger("huddle.events")
 
-LOCK_KEY = 0x48554444_4C45  # "HUDDLE": the advisory lock id of the dispatcher
+LEADER_LOCK = 0x48554444_4C45  # advisory lock held by the leading dispatcher's connection
+NUMBERING_LOCK = LEADER_LOCK + 1  # transaction lock around each numbering batch
 
 
 class Dispatcher:
@@ -105,7 +106,7 @@ class Dispatcher:
         conn = await self._db.engine.connect()
         try:
             got = (
-                await conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": LOCK_KEY})
+                await conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": LEADER_LOCK})
             ).scalar()
             await conn.commit()
         except Exception:
@@ -122,10 +123,18 @@ class Dispatcher:
         conn, self._leader_conn = self._leader_conn, None
         if conn is not None:
             with suppress(Exception):
-                await conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": LOCK_KEY})
+                await conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": LEADER_LOCK})
                 await conn.commit()
             with suppress(Exception):
                 await conn.close()
+
+    async def flush(self) -> int:
+        """Dispatch everything committed so far (tests, the CLI); returns how many."""
+        total = 0
+        if await self._ensure_leadership():
+            while count := await self.dispatch_pending():
+                total += count
+        return total
 
     async def dispatch_pending(self) -> int:
         """One pass: number, publish and mark a batch. Returns how many were numbered.
@@ -153,7 +162,9 @@ class Dispatcher:
     async def _number_batch(self) -> list[Event]:
         async with self._db.write_session() as session:
             if self._postgres:
-                await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": LOCK_KEY})
+                await session.execute(
+                    text("SELECT pg_advisory_xact_lock(:k)"), {"k": NUMBERING_LOCK}
+                )
             # First republish anything numbered but never marked published.
             events = list(
                 await session.scalars(

@@ -5,11 +5,13 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query
+from pydantic import AfterValidator
 
 from huddle.access.deps import CurrentCaller, RoleCache
 from huddle.access.service import can_read_topic, readable_topics
 from huddle.core.db import SessionDep
 from huddle.core.errors import ERROR_RESPONSES, NotFound
+from huddle.core.validation import clean_text
 from huddle.events.schemas import EventPage
 from huddle.events.service import read_events
 
@@ -22,7 +24,7 @@ async def list_events(
     session: SessionDep,
     cache: RoleCache,
     since: Annotated[int, Query(ge=0, le=2**62, description="Return events after this seq")] = 0,
-    topic: Annotated[str | None, Query(max_length=100)] = None,
+    topic: Annotated[str | None, Query(max_length=100), AfterValidator(clean_text)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> EventPage:
     """Events after ``since`` on topics the caller may read (or one topic), in seq order."""

@@ -6,7 +6,13 @@ import uuid
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+)
 
 
 class Actor(BaseModel):
@@ -19,6 +25,11 @@ class Actor(BaseModel):
     on_behalf_of: uuid.UUID | None = None
     tool_call_id: str | None = None
     rule_id: uuid.UUID | None = None
+
+    @model_serializer(mode="wrap")
+    def _omit_unset(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """``{kind, id?, on_behalf_of?, ...}``: absent fields are left out, not null."""
+        return {k: v for k, v in handler(self).items() if v is not None}
 
     @classmethod
     def user(cls, user_id: uuid.UUID) -> Actor:

@@ -18,6 +18,7 @@ from pydantic import (
 )
 
 from huddle.access.roles import Role
+from huddle.core.validation import clean_text
 
 _SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,78}[a-z0-9])?$")
 _HANDLE = re.compile(r"^[a-z0-9](?:[a-z0-9._-]{0,38}[a-z0-9])?$")
@@ -39,7 +40,11 @@ def _handle(value: str) -> str:
     return value
 
 
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+Name = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=100),
+    AfterValidator(clean_text),
+]
 Slug = Annotated[str, Field(max_length=80), AfterValidator(_slug)]
 Handle = Annotated[str, Field(max_length=41), AfterValidator(_handle)]
 Email = Annotated[EmailStr, Field(max_length=320), AfterValidator(str.lower)]
@@ -134,7 +139,7 @@ class InvitationCreated(InvitationRead):
 
 
 class InvitationAccept(StrictModel):
-    token: str = Field(min_length=1, max_length=200)
+    token: Annotated[str, Field(min_length=1, max_length=200), AfterValidator(clean_text)]
 
 
 class TeamCreate(StrictModel):
