@@ -28,6 +28,7 @@ from sqlalchemy import Select, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from huddle.access.roles import Role, highest
+from huddle.auth.models import User
 from huddle.core.cache import MISSING, ScopedCache
 from huddle.core.db import after_commit
 from huddle.core.errors import Forbidden, NotFound
@@ -285,10 +286,16 @@ async def readable_topics(session: AsyncSession, user_id: uuid.UUID) -> set[str]
 
 
 async def count_admins(session: AsyncSession, workspace_id: uuid.UUID) -> int:
+    """Admins of a workspace who can act (deactivated accounts do not count)."""
     return int(
         await session.scalar(
-            select(func.count()).where(
-                Membership.workspace_id == workspace_id, Membership.role == Role.admin
+            select(func.count())
+            .select_from(Membership)
+            .join(User, User.id == Membership.user_id)
+            .where(
+                Membership.workspace_id == workspace_id,
+                Membership.role == Role.admin,
+                User.is_active.is_(True),
             )
         )
         or 0

@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from huddle.access.deps import Caller
 from huddle.access.roles import Role
+from huddle.access.service import count_admins
 from huddle.admin.schemas import AdminUserUpdate
 from huddle.auth.models import ApiToken, User
 from huddle.auth.schemas import UserRead
@@ -104,12 +105,7 @@ async def delete_user(session: AsyncSession, caller: Caller, user_id: uuid.UUID)
         )
     )
     for workspace_id in admin_of:
-        admins = await session.scalar(
-            select(func.count()).where(
-                Membership.workspace_id == workspace_id, Membership.role == Role.admin
-            )
-        )
-        if admins == 1:
+        if await count_admins(session, workspace_id) <= 1 and user.is_active:
             sole_admin_of.append(str(workspace_id))
     if sole_admin_of:
         raise Conflict(

@@ -111,15 +111,18 @@ async def update_project(
     """Change a project's settings (project admins)."""
     access.require(Role.admin)
     project = access.project
+    fields = ("name", "description", "is_private", "archived_at")
+    before = tuple(getattr(project, f) for f in fields)
     for field in ("name", "description", "is_private"):
         value = getattr(data, field)
         if value is not None:
             setattr(project, field, value)
     if data.archived is not None:
         project.archived_at = (project.archived_at or utcnow()) if data.archived else None
-    project.updated_at = utcnow()
-    await session.flush()
-    await _record(session, caller, "project.updated", project)
+    if tuple(getattr(project, f) for f in fields) != before:
+        project.updated_at = utcnow()
+        await session.flush()
+        await _record(session, caller, "project.updated", project)
     return project_read(project, access.role)
 
 

@@ -142,6 +142,7 @@ async def update_workspace(
 ) -> WorkspaceRead:
     access.require(Role.admin)
     workspace = access.workspace
+    before = (workspace.name, workspace.slug)
     if data.slug is not None and data.slug != workspace.slug:
         taken = await session.scalar(select(Workspace.id).where(Workspace.slug == data.slug))
         if taken is not None:
@@ -150,7 +151,8 @@ async def update_workspace(
     if data.name is not None:
         workspace.name = data.name
     await _flush_slug(session)
-    await _record_workspace(session, caller, "workspace.updated", workspace)
+    if (workspace.name, workspace.slug) != before:
+        await _record_workspace(session, caller, "workspace.updated", workspace)
     return workspace_read(workspace, access.role)
 
 
@@ -240,8 +242,13 @@ async def _membership(
     return row[0], row[1]
 
 
-async def _ensure_another_admin(session: AsyncSession, membership: Membership) -> None:
-    if membership.role is Role.admin and await count_admins(session, membership.workspace_id) <= 1:
+async def _ensure_another_admin(session: AsyncSession, membership: Membership, user: User) -> None:
+    """Refuse to take away the last active admin (deactivated admins cannot act)."""
+    if (
+        membership.role is Role.admin
+        and user.is_active
+        and await count_admins(session, membership.workspace_id) <= 1
+    ):
         raise Conflict("A workspace needs at least one admin: promote someone else first")
 
 
@@ -258,7 +265,7 @@ async def change_role(
     if membership.role is role:
         return member_read(membership, user)
     if role is not Role.admin:
-        await _ensure_another_admin(session, membership)
+        await _ensure_another_admin(session, membership, user)
     membership.role = role
     await session.flush()
     roles_changed(session, cache, access.workspace.id)
@@ -277,7 +284,7 @@ async def remove_member(
     if user_id != caller.id:
         access.require(Role.admin)
     membership, user = await _membership(session, access.workspace.id, user_id)
-    await _ensure_another_admin(session, membership)
+    await _ensure_another_admin(session, membership, user)
     await _record_member(session, caller, "member.removed", membership, user)
     # Their teams and project grants in this workspace go with them, so rejoining
     # later starts from the role given then, not from forgotten grants.

@@ -95,13 +95,15 @@ async def update_team(
     session: AsyncSession, caller: Caller, team: Team, access: WorkspaceAccess, data: TeamUpdate
 ) -> Team:
     access.require(Role.admin)
+    before = (team.name, team.handle)
     if data.handle is not None and data.handle != team.handle:
         await _handle_free(session, team.workspace_id, data.handle)
         team.handle = data.handle
     if data.name is not None:
         team.name = data.name
     await _flush_handle(session)
-    await _record_team(session, caller, "team.updated", team)
+    if (team.name, team.handle) != before:
+        await _record_team(session, caller, "team.updated", team)
     return team
 
 
