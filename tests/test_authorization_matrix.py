@@ -38,6 +38,9 @@ WS_ADMIN_201 = (R401, 404, 403, 403, 201, 404)
 WS_ADMIN_204 = (R401, 404, 403, 403, 204, 404)
 PRIVATE_READ = (R401, 404, 404, 404, 200, 404)
 ADMIN_ONLY = (R401, 403, 403, 403, 403, 200)
+MEMBER_WRITE = (R401, 404, 403, 200, 200, 404)
+MEMBER_WRITE_201 = (R401, 404, 403, 201, 201, 404)
+PRIVATE_WRITE_201 = (R401, 404, 404, 404, 201, 404)
 
 CASES = [
     # workspaces
@@ -94,6 +97,28 @@ CASES = [
     Case("PUT", "/api/projects/{Q}/permissions/{member_id}", PRIVATE_READ, {"role": "viewer"}),
     Case("PUT", "/api/projects/{P}/team-permissions/{T}", WS_ADMIN, {"role": "member"}),
     Case("DELETE", "/api/projects/{P}/team-permissions/{T}", (R401, 404, 403, 403, 404, 404)),
+    # board columns
+    Case("GET", "/api/projects/{P}/columns", WS_READ),
+    Case("GET", "/api/projects/{Q}/columns", PRIVATE_READ),
+    Case("POST", "/api/projects/{P}/columns", WS_ADMIN_201, {"name": "Review"}),
+    Case("PATCH", "/api/columns/{C}", WS_ADMIN, {"name": "Backlog"}),
+    Case("DELETE", "/api/columns/{C}", WS_ADMIN_204, query="?move_to={C_done}"),
+    # tasks
+    Case("POST", "/api/projects/{P}/tasks", MEMBER_WRITE_201, {"title": "New task"}),
+    Case("POST", "/api/projects/{Q}/tasks", PRIVATE_WRITE_201, {"title": "New task"}),
+    Case("GET", "/api/projects/{P}/tasks", WS_READ),
+    Case("GET", "/api/projects/{P}/board", WS_READ),
+    Case("GET", "/api/projects/{Q}/board", PRIVATE_READ),
+    Case("GET", "/api/tasks/{TK}", WS_READ),
+    Case("GET", "/api/tasks/{QT}", PRIVATE_READ),
+    Case("PATCH", "/api/tasks/{TK}", MEMBER_WRITE, {"title": "Renamed"}),
+    Case("PATCH", "/api/tasks/{QT}", PRIVATE_READ, {"title": "Renamed"}),
+    Case("POST", "/api/tasks/{TK}/move", MEMBER_WRITE, lambda w: {"column_id": w.ids["C_done"]}),
+    Case("DELETE", "/api/tasks/{TK}", WS_ADMIN_204),
+    Case("GET", "/api/tasks/{TK}/activity", WS_READ),
+    Case("GET", "/api/tasks/{QT}/activity", PRIVATE_READ),
+    Case("GET", "/api/me/tasks", (R401, 200, 200, 200, 200, 200)),
+    Case("GET", "/api/admin/tasks", ADMIN_ONLY),
     # events
     Case("GET", "/api/events", (R401, 200, 200, 200, 200, 200)),
     Case("GET", "/api/events", WS_READ, query="?topic=workspace:{W}"),
@@ -133,13 +158,22 @@ def test_matrix_covers_every_route(app):
     """Every route of these areas has at least one row (a new route needs one)."""
     from starlette.routing import Match
 
-    prefixes = ("/api/workspaces", "/api/teams", "/api/projects", "/api/events", "/api/admin")
+    prefixes = (
+        "/api/workspaces",
+        "/api/teams",
+        "/api/projects",
+        "/api/events",
+        "/api/admin",
+        "/api/tasks",
+        "/api/columns",
+        "/api/me",
+    )
     routes = [r for r in app.routes if getattr(r, "path", "").startswith(prefixes)]
     placeholder = "01a20000-0000-7000-8000-000000000000"
     covered = set()
     for case in CASES:
         path = case.path
-        for name in ("W", "W2", "T", "T2", "P", "P2", "Q", "I", "I2"):
+        for name in ("W", "W2", "T", "T2", "P", "P2", "Q", "I", "I2", "TK", "QT", "C_done", "C"):
             path = path.replace("{" + name + "}", placeholder)
         path = path.replace("{bystander_id}", placeholder).replace("{teammate_id}", placeholder)
         path = path.replace("{member_id}", placeholder)

@@ -8,7 +8,8 @@
   ``newcomer`` (an account in no workspace);
 * team T (with ``teammate``), public project P and private project Q in W (created by
   ``admin``), an invitation I, a grant on P for ``teammate``, and in W2 a project P2, a
-  team T2 and an invitation I2.
+  team T2 and an invitation I2;
+* P's columns C (todo), C_doing, C_done; task TK in P and QT in Q (both by ``admin``).
 
 Users are inserted directly (one shared password hash) and get access tokens minted
 with the test secret, which keeps a world cheap enough to build per test.
@@ -40,10 +41,12 @@ class World:
     headers: dict[str, dict[str, str]] = field(default_factory=dict)
     ids: dict[str, str] = field(default_factory=dict)
 
+    def ids_uuid(self, name: str) -> uuid.UUID:
+        return uuid.UUID(self.ids[name])
+
     async def call(self, role: str, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        return await self.client.request(
-            method, path.format(**self.ids), headers=self.headers[role], **kwargs
-        )
+        headers = {**self.headers[role], **kwargs.pop("headers", {})}
+        return await self.client.request(method, path.format(**self.ids), headers=headers, **kwargs)
 
     async def ok(self, role: str, method: str, path: str, expect: int = 200, **kwargs: Any) -> Any:
         response = await self.call(role, method, path, **kwargs)
@@ -127,6 +130,16 @@ async def build_world(client: httpx.AsyncClient, app: FastAPI) -> World:
     await world.ok(
         "admin", "PUT", "/api/projects/{P}/permissions/{teammate_id}", json={"role": "admin"}
     )
+    columns = await world.ok("admin", "GET", "/api/projects/{P}/columns")
+    world.ids["C"], world.ids["C_doing"], world.ids["C_done"] = (c["id"] for c in columns)
+    task = await world.ok(
+        "admin", "POST", "/api/projects/{P}/tasks", 201, json={"title": "Ship it"}
+    )
+    world.ids["TK"] = task["id"]
+    secret = await world.ok(
+        "admin", "POST", "/api/projects/{Q}/tasks", 201, json={"title": "Hidden"}
+    )
+    world.ids["QT"] = secret["id"]
     invitation = await world.ok(
         "admin", "POST", "/api/workspaces/{W}/invitations", 201, json={"email": "guest@example.com"}
     )

@@ -32,6 +32,7 @@ from huddle.events.dispatcher import Dispatcher
 from huddle.events.routes import router as event_router
 from huddle.health import router as health_router
 from huddle.projects.routes import router as project_router
+from huddle.tasks.routes import router as task_router
 from huddle.workspaces.invitations import Mailer
 from huddle.workspaces.routes import router as workspace_router
 
@@ -107,6 +108,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(auth_router)
     app.include_router(workspace_router)
     app.include_router(project_router)
+    app.include_router(task_router)
     app.include_router(event_router)
     app.include_router(admin_router)
     return app

@@ -4,6 +4,7 @@ from huddle.auth import models as auth_models  # noqa: F401
 from huddle.core.models import Base
 from huddle.events import models as event_models  # noqa: F401
 from huddle.projects import models as project_models  # noqa: F401
+from huddle.tasks import models as task_models  # noqa: F401
 from huddle.workspaces import models as workspace_models  # noqa: F401
 
 metadata = Base.metadata

@@ -67,6 +67,8 @@ async def test_world_history_is_complete_and_in_order(client, app):
         "project.created",
         "project.created",
         "project.permission_set",
+        "task.created",
+        "task.created",
         "invitation.created",
     ]
 
@@ -79,7 +81,9 @@ async def test_topics_limit_who_reads_what(client, app):
     assert "invitation.created" in admin_view and "invitation.created" not in member_view
     assert admin_view.count("project.created") == 2 and member_view.count("project.created") == 1
     q_topic = "project:" + world.ids["Q"]
-    assert [e["topic"] for e in await events(world, "admin", topic=q_topic)] == [q_topic]
+    q_events = await events(world, "admin", topic=q_topic)
+    assert [e["type"] for e in q_events] == ["project.created", "task.created"]
+    assert {e["topic"] for e in q_events} == {q_topic}
     response = await world.call("member", "GET", "/api/events", params={"topic": q_topic})
     assert_error(response, 404, "not_found")
     # Once granted, the member reads the private project's topic (and its history).
@@ -87,7 +91,7 @@ async def test_topics_limit_who_reads_what(client, app):
         "admin", "PUT", "/api/projects/{Q}/permissions/{member_id}", json={"role": "viewer"}
     )
     granted = await events(world, "member", topic=q_topic)
-    assert _types(granted) == ["project.created", "project.permission_set"]
+    assert _types(granted) == ["project.created", "task.created", "project.permission_set"]
 
 
 async def test_rolled_back_change_leaves_no_event(client, app):
@@ -158,7 +162,7 @@ async def test_bus_receives_events_in_seq_order(client, app):
         await app.state.dispatcher.flush()
     finally:
         unsubscribe()
-    assert received == sorted(received) and len(received) >= 15
+    assert received == sorted(received) and len(received) >= 17
     assert received == list(range(received[0], received[0] + len(received)))  # gapless
     del world
 

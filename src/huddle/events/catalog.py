@@ -10,6 +10,7 @@ from pydantic import BaseModel
 
 from huddle.auth.schemas import UserRead
 from huddle.projects.schemas import GrantRead, ProjectData
+from huddle.tasks.schemas import ColumnDeleted, ColumnRead, ColumnsReordered, TaskRead
 from huddle.workspaces.schemas import (
     InvitationRead,
     MemberEventData,
@@ -43,6 +44,14 @@ CATALOG: dict[str, type[BaseModel]] = {
     "project.deleted": ProjectData,
     "project.permission_set": GrantRead,
     "project.permission_removed": GrantRead,
+    "task.created": TaskRead,
+    "task.updated": TaskRead,
+    "task.moved": TaskRead,
+    "task.deleted": TaskRead,
+    "column.created": ColumnRead,
+    "column.updated": ColumnRead,
+    "column.reordered": ColumnsReordered,
+    "column.deleted": ColumnDeleted,
     "user.updated": UserRead,
     "user.deleted": DeletedData,
 }

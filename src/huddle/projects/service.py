@@ -32,6 +32,7 @@ from huddle.projects.schemas import (
     ProjectRead,
     ProjectUpdate,
 )
+from huddle.tasks.columns import create_default_columns
 from huddle.workspaces.models import Membership, Team
 
 
@@ -76,6 +77,7 @@ async def create_project(
     )
     session.add(project)
     await session.flush()
+    await create_default_columns(session, project.id)
     # Without this grant, a member creating a private project would lock themselves out.
     session.add(ProjectPermission(project_id=project.id, user_id=caller.id, role=Role.admin))
     await session.flush()
