@@ -31,3 +31,75 @@ def test_downgrade_to_base_and_back(database_url):
 
     command.downgrade(alembic_config(database_url), "base")
     upgrade(database_url)
+
+
+def test_existing_projects_get_default_columns_on_upgrade(database_url):
+    """The boards migration gives projects created before it the three default columns."""
+    import asyncio
+    import uuid
+
+    from alembic import command
+    from sqlalchemy import text
+
+    from huddle.config import Settings
+    from huddle.core.db import create_engine
+    from huddle.core.migrate import alembic_config, upgrade
+
+    command.downgrade(alembic_config(database_url), "f983de5e1de7")
+    workspace_id, project_id = uuid.uuid4(), uuid.uuid4()
+
+    async def run(statements):
+        engine = create_engine(Settings(_env_file=None, database_url=database_url))
+        try:
+            async with engine.begin() as conn:
+                results = [await conn.execute(text(sql), params) for sql, params in statements]
+                return [r.all() if r.returns_rows else None for r in results]
+        finally:
+            await engine.dispose()
+
+    is_sqlite = database_url.startswith("sqlite")
+    ws = workspace_id.hex if is_sqlite else workspace_id
+    pid = project_id.hex if is_sqlite else project_id
+    asyncio.run(
+        run(
+            [
+                (
+                    "INSERT INTO workspaces (id, name, slug, created_at)"
+                    " VALUES (:id, 'Old', 'old', CURRENT_TIMESTAMP)",
+                    {"id": ws},
+                ),
+                (
+                    "INSERT INTO projects (id, workspace_id, name, description, is_private,"
+                    " created_at, updated_at) VALUES (:id, :ws, 'Legacy', '', false,"
+                    " CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)",
+                    {"id": pid, "ws": ws},
+                ),
+            ]
+        )
+    )
+    upgrade(database_url)
+    rows = asyncio.run(
+        run(
+            [
+                (
+                    "SELECT key, position, is_done FROM board_columns"
+                    " WHERE project_id = :p ORDER BY position",
+                    {"p": pid},
+                )
+            ]
+        )
+    )[0]
+    assert [tuple(r) for r in rows] == [
+        ("todo", 0, False),
+        ("in_progress", 1, False),
+        ("done", 2, True),
+    ]
+    asyncio.run(
+        run(
+            [
+                ("DELETE FROM board_columns", {}),
+                ("DELETE FROM projects", {}),
+                ("DELETE FROM workspaces", {}),
+            ]
+        )
+    )

@@ -18,6 +18,20 @@ async def _new(world, title, role="member", project="{P}", **fields):
     )
 
 
+async def assert_counts_match(app):
+    """Every column's stored task_count equals the tasks really in it."""
+    from huddle.tasks.models import BoardColumn
+
+    async with app.state.db.read_session() as session:
+        stored = dict((await session.execute(select(BoardColumn.id, BoardColumn.task_count))).all())
+        actual = dict(
+            (
+                await session.execute(select(Task.column_id, func.count()).group_by(Task.column_id))
+            ).all()
+        )
+    assert stored == {cid: actual.get(cid, 0) for cid in stored}
+
+
 async def _board_titles(world, role="member", project="{P}"):
     board = await world.ok(role, "GET", f"/api/projects/{project}/board")
     return {c["key"]: [t["title"] for t in c["tasks"]] for c in board["columns"]}
@@ -279,6 +293,7 @@ async def test_activity_and_events_carry_the_task(client, app):
     assert [e["type"] for e in activity] == ["task.created", "task.updated", "task.moved"]
     await world.ok("member", "DELETE", f"/api/tasks/{task['id']}", 204)
     assert (await events(world, "member", since=cursor))[-1]["type"] == "task.deleted"
+    await assert_counts_match(app)
     assert_error(await world.call("member", "GET", f"/api/tasks/{task['id']}"), 404, "not_found")
 
 
@@ -352,6 +367,7 @@ async def test_columns_create_rename_reorder_delete(client, app):
     assert [
         c["position"] for c in await world.ok("viewer", "GET", "/api/projects/{P}/columns")
     ] == [0, 1, 2]
+    await assert_counts_match(app)
     types = [e["type"] for e in await events(world, "member") if e["type"].startswith("column.")]
     assert types == [
         "column.created",
@@ -463,6 +479,7 @@ async def test_concurrent_moves_never_duplicate_or_lose_positions(client, app, p
     assert all(len(set(p)) == len(p) for p in by_column.values()), by_column
     board = await world.ok("member", "GET", "/api/projects/{P}/board")
     assert sum(c["task_count"] for c in board["columns"]) == 13
+    await assert_counts_match(app)
     assert sorted(t["title"] for c in board["columns"] for t in c["tasks"]) == sorted(
         ["Ship it"] + [t["title"] for t in tasks]
     )

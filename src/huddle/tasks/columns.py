@@ -194,10 +194,13 @@ async def delete_column(
 ) -> None:
     """Delete a column (project admins); its tasks go to the end of ``move_to``, in order."""
     require_writable(access, Role.admin)
+    # Lock every column of the board: the count read below must not move under us.
+    await lock_columns(session, {c.id for c in await list_columns(session, access.project.id)})
     columns = await list_columns(session, access.project.id)
     if len(columns) == 1:
         raise Conflict("A board needs at least one column")
-    count = int(await session.scalar(select(func.count()).where(Task.column_id == column.id)) or 0)
+    await session.refresh(column)
+    count = column.task_count
     target = None
     if move_to is not None:
         target = next((c for c in columns if c.id == move_to and c.id != column.id), None)
@@ -212,7 +215,6 @@ async def delete_column(
             details={"task_count": count},
         )
     if target is not None and count:
-        await lock_columns(session, {column.id, target.id})
         last = await session.scalar(
             select(func.max(Task.position)).where(Task.column_id == target.id)
         )
@@ -225,6 +227,7 @@ async def delete_column(
             task.column_id = target.id
             task.position = rank
             task.completed_at = (task.completed_at or utcnow()) if target.is_done else None
+        target.task_count += len(tasks)
         await session.flush()
     data = ColumnDeleted(
         column=ColumnRead.model_validate(column),

@@ -36,6 +36,9 @@ class BoardColumn(IdMixin, CreatedAtMixin, Base):
     key: Mapped[str] = mapped_column(String(50))
     position: Mapped[int] = mapped_column(Integer)
     is_done: Mapped[bool] = mapped_column(default=False)
+    # Kept in step by every create, move and delete (under the column lock), so the
+    # board never counts a project's tasks.
+    task_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class Task(IdMixin, CreatedAtMixin, Base):

@@ -119,15 +119,6 @@ async def _first_cards(
 async def board(session: AsyncSession, project: Project, per_column: int) -> Board:
     """Columns in order, each with its task count and first ``per_column`` cards."""
     columns = await list_columns(session, project.id)
-    counts = dict(
-        (
-            await session.execute(
-                select(Task.column_id, func.count())
-                .where(Task.project_id == project.id)
-                .group_by(Task.column_id)
-            )
-        ).all()
-    )
     tasks = await _first_cards(session, columns, per_column, [])
     by_column: dict[uuid.UUID, list[TaskRead]] = {c.id: [] for c in columns}
     keys = {c.id: c.key for c in columns}
@@ -138,7 +129,7 @@ async def board(session: AsyncSession, project: Project, per_column: int) -> Boa
         columns=[
             BoardColumnRead(
                 **ColumnRead.model_validate(c).model_dump(),
-                task_count=int(counts.get(c.id, 0)),
+                task_count=c.task_count,
                 tasks=by_column[c.id],
             )
             for c in columns

@@ -137,8 +137,19 @@ async def create_task(
     )
     _set_column(task, column)
     session.add(task)
+    await _count(session, column.id, +1)
     await session.flush()
     return await _record(session, caller, access, "task.created", task, column.key)
+
+
+async def _count(session: AsyncSession, column_id: uuid.UUID, delta: int) -> None:
+    """Adjust a column's task count (the caller holds the column's lock)."""
+    await session.execute(
+        update(BoardColumn)
+        .where(BoardColumn.id == column_id)
+        .values(task_count=BoardColumn.task_count + delta)
+        .execution_options(synchronize_session=False)
+    )
 
 
 async def get_task(session: AsyncSession, task_id: uuid.UUID) -> Task:
@@ -280,9 +291,13 @@ async def _move(
         upper = await _neighbour(session, target.id, lower, task.id, above=False)
     else:
         lower, upper = await _last_rank(session, target.id, exclude=task.id), None
+    source = task.column_id
     task.position = ranking.between(lower, upper)
     _set_column(task, target)
-    await _flush_versioned(session)
+    await _flush_versioned(session)  # one flush: one version step
+    if source != target.id:
+        await _count(session, source, -1)
+        await _count(session, target.id, +1)
     if ranking.too_long(task.position):
         await rebalance(session, target.id)
         await session.refresh(task)
@@ -320,5 +335,7 @@ async def delete_task(
         access.require(Role.admin, "Only project admins can delete other people's tasks")
     check_version(task, if_match)
     await _record(session, caller, access, "task.deleted", task, await status_of(session, task))
+    await lock_columns(session, {task.column_id})
+    await _count(session, task.column_id, -1)
     await session.delete(task)
     await _flush_versioned(session)

@@ -27,6 +27,7 @@ def upgrade() -> None:
         sa.Column("key", sa.String(length=50), nullable=False),
         sa.Column("position", sa.Integer(), nullable=False),
         sa.Column("is_done", sa.Boolean(), nullable=False),
+        sa.Column("task_count", sa.Integer(), server_default="0", nullable=False),
         sa.Column("id", sa.Uuid(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
