@@ -160,31 +160,34 @@ class Dispatcher:
             return len(events)
 
     async def _number_batch(self) -> list[Event]:
+        # A cheap read first: most passes find nothing, and then take no write lock.
+        async with self._db.read_session() as session:
+            if (
+                await session.scalar(select(Event.id).where(Event.published_at.is_(None)).limit(1))
+                is None
+            ):
+                return []
         async with self._db.write_session() as session:
             if self._postgres:
                 await session.execute(
                     text("SELECT pg_advisory_xact_lock(:k)"), {"k": NUMBERING_LOCK}
                 )
-            # First republish anything numbered but never marked published.
-            events = list(
+            pending = list(
                 await session.scalars(
                     select(Event)
-                    .where(Event.seq.is_not(None), Event.published_at.is_(None))
-                    .order_by(Event.seq)
+                    .where(Event.published_at.is_(None))
+                    .order_by(Event.id)
                     .limit(self._batch)
                 )
             )
-            if events:
-                return events
-            events = list(
-                await session.scalars(
-                    select(Event).where(Event.seq.is_(None)).order_by(Event.id).limit(self._batch)
-                )
-            )
-            if not events:
+            # Numbered but never marked published (a crash in between): publish again first.
+            unmarked = sorted((e for e in pending if e.seq is not None), key=lambda e: e.seq or 0)
+            if unmarked:
+                return unmarked
+            if not pending:
                 return []
             last = await session.scalar(select(func.coalesce(func.max(Event.seq), 0)))
-            for offset, event in enumerate(events, start=1):
+            for offset, event in enumerate(pending, start=1):
                 event.seq = int(last or 0) + offset
             await session.commit()
-            return events
+            return pending

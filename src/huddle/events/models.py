@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Index, Integer, String
+from sqlalchemy import BigInteger, Index, Integer, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from huddle.core.models import Base, JSONType
@@ -29,6 +29,13 @@ class Event(Base):
         Index("ix_events_topic_seq", "topic", "seq"),
         Index("ix_events_subject_id", "subject_id"),
         Index("ix_events_workspace_seq", "workspace_id", "seq"),
+        # The dispatcher's work queue: tiny, since published events leave it.
+        Index(
+            "ix_events_unpublished",
+            "id",
+            sqlite_where=text("published_at IS NULL"),
+            postgresql_where=text("published_at IS NULL"),
+        ),
         {"sqlite_autoincrement": True},
     )
 

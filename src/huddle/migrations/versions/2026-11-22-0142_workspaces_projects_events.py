@@ -51,6 +51,13 @@ def upgrade() -> None:
         batch_op.create_index("ix_events_subject_id", ["subject_id"], unique=False)
         batch_op.create_index("ix_events_topic_seq", ["topic", "seq"], unique=False)
         batch_op.create_index("ix_events_workspace_seq", ["workspace_id", "seq"], unique=False)
+        batch_op.create_index(
+            "ix_events_unpublished",
+            ["id"],
+            unique=False,
+            sqlite_where=sa.text("published_at IS NULL"),
+            postgresql_where=sa.text("published_at IS NULL"),
+        )
 
     op.create_table(
         "workspaces",
@@ -289,6 +296,7 @@ def downgrade() -> None:
 
     op.drop_table("workspaces")
     with op.batch_alter_table("events", schema=None) as batch_op:
+        batch_op.drop_index("ix_events_unpublished")
         batch_op.drop_index("ix_events_workspace_seq")
         batch_op.drop_index("ix_events_topic_seq")
         batch_op.drop_index("ix_events_subject_id")
