@@ -289,7 +289,7 @@ async def test_activity_and_events_carry_the_task(client, app):
     assert {e["topic"] for e in new} == {f"project:{world.ids['P']}"}
     assert new[-1]["data"]["status"] == "in_progress" and new[-1]["data"]["position"]
     assert new[-1]["data"]["version"] == 3
-    activity = await world.ok("viewer", "GET", f"/api/tasks/{task['id']}/activity")
+    activity = (await world.ok("viewer", "GET", f"/api/tasks/{task['id']}/activity"))["items"]
     assert [e["type"] for e in activity] == ["task.created", "task.updated", "task.moved"]
     await world.ok("member", "DELETE", f"/api/tasks/{task['id']}", 204)
     assert (await events(world, "member", since=cursor))[-1]["type"] == "task.deleted"
@@ -408,7 +408,10 @@ async def test_rebalancing_keeps_the_order(client, app, monkeypatch):
     del last
 
 
-async def test_board_and_list_statement_counts_are_constant(client, app):
+async def test_board_and_list_statement_counts_are_constant(client, app, monkeypatch):
+    import huddle.access.service as access_service
+
+    monkeypatch.setattr(access_service, "_CLOCK_MARGIN", -3600.0)  # cache roles at once
     world = await build_world(client, app)
     engine = app.state.db.engine.sync_engine
     seen: list[str] = []
@@ -483,3 +486,100 @@ async def test_concurrent_moves_never_duplicate_or_lose_positions(client, app, p
     assert sorted(t["title"] for c in board["columns"] for t in c["tasks"]) == sorted(
         ["Ship it"] + [t["title"] for t in tasks]
     )
+
+
+async def test_admin_tasks_filters(client, app):
+    world = await build_world(client, app)
+    mine = await _new(world, "Assigned to member", assignee_id=world.ids["member_id"])
+    done = await _new(world, "Done one")
+    await _move(world, done, "C_done")
+    other = await world.ok(
+        "outsider", "POST", "/api/projects/{P2}/tasks", 201, json={"title": "In W2"}
+    )
+
+    async def titles(**params):
+        page = await world.ok("superuser", "GET", "/api/admin/tasks", params=params)
+        return sorted(t["title"] for t in page["items"])
+
+    everything = await titles()
+    assert {"Assigned to member", "Done one", "In W2", "Ship it", "Hidden"} <= set(everything)
+    assert await titles(user_id=world.ids["member_id"]) == ["Assigned to member"]
+    assert await titles(project_id=world.ids["P2"]) == ["In W2"]
+    assert await titles(status="done") == ["Done one"]
+    assert await titles(project_id=world.ids["P"], q="one") == ["Done one"]
+    page = await world.ok("superuser", "GET", "/api/admin/tasks", params={"limit": 2})
+    assert len(page["items"]) == 2 and page["next_cursor"]
+    rest = await world.ok(
+        "superuser", "GET", "/api/admin/tasks", params={"cursor": page["next_cursor"]}
+    )
+    assert not {t["id"] for t in page["items"]} & {t["id"] for t in rest["items"]}
+    assert_error(await world.call("admin", "GET", "/api/admin/tasks"), 403, "forbidden")
+    del mine, other
+
+
+async def test_marking_a_column_done_completes_its_tasks(client, app):
+    world = await build_world(client, app)
+    task = await _new(world, "In progress", column_id=world.ids["C_doing"])
+    await world.ok("admin", "PATCH", "/api/columns/{C_doing}", json={"is_done": True})
+    done = await world.ok("member", "GET", f"/api/tasks/{task['id']}")
+    assert done["completed_at"] is not None and done["version"] == 2
+    completed = await world.ok(
+        "member", "GET", "/api/projects/{P}/tasks", params={"completed": "true"}
+    )
+    assert task["id"] in [t["id"] for t in completed["items"]]
+    await world.ok("admin", "PATCH", "/api/columns/{C_doing}", json={"is_done": False})
+    assert (await world.ok("member", "GET", f"/api/tasks/{task['id']}"))["completed_at"] is None
+
+
+async def test_rebalancing_publishes_every_new_position(client, app, monkeypatch):
+    monkeypatch.setattr(ranking, "MAX_RANK_LENGTH", 3)
+    world = await build_world(client, app)
+    first = await _new(world, "first")
+    for n in range(8):
+        await _move(world, await _new(world, f"n{n}"), "C", after=first)
+    rebalanced = [e for e in await events(world, "member") if e["type"] == "column.rebalanced"]
+    assert rebalanced, "no rebalance happened"
+    # Replaying the events gives the server's order.
+    positions: dict[str, str] = {}
+    for e in await events(world, "member"):
+        if e["type"] in ("task.created", "task.moved") and e["data"]["column_id"] == world.ids["C"]:
+            positions[e["data"]["id"]] = e["data"]["position"]
+        elif e["type"] == "column.rebalanced" and e["data"]["column_id"] == world.ids["C"]:
+            positions.update(e["data"]["positions"])
+    board = await world.ok("member", "GET", "/api/projects/{P}/board")
+    server_order = [t["id"] for t in board["columns"][0]["tasks"]]
+    assert sorted(positions, key=positions.get) == server_order
+
+
+async def test_my_tasks_and_admin_honour_status_and_column(client, app):
+    world = await build_world(client, app)
+    todo = await _new(world, "open", assignee_id=world.ids["member_id"])
+    done = await _new(world, "closed", assignee_id=world.ids["member_id"])
+    await _move(world, done, "C_done")
+    mine = await world.ok("member", "GET", "/api/me/tasks", params={"status": "done"})
+    assert [t["id"] for t in mine["items"]] == [done["id"]]
+    mine = await world.ok("member", "GET", "/api/me/tasks", params={"column_id": world.ids["C"]})
+    assert [t["id"] for t in mine["items"]] == [todo["id"]]
+    admin = await world.ok(
+        "superuser", "GET", "/api/admin/tasks", params={"column_id": world.ids["C_done"]}
+    )
+    assert [t["id"] for t in admin["items"]] == [done["id"]]
+
+
+async def test_activity_pages_by_seq(client, app):
+    world = await build_world(client, app)
+    task = await _new(world, "busy")
+    for n in range(5):
+        await world.ok("member", "PATCH", f"/api/tasks/{task['id']}", json={"title": f"busy {n}"})
+    await app.state.dispatcher.flush()
+    first = await world.ok(
+        "viewer", "GET", f"/api/tasks/{task['id']}/activity", params={"limit": 4}
+    )
+    assert len(first["items"]) == 4 and first["next_cursor"]
+    rest = await world.ok(
+        "viewer", "GET", f"/api/tasks/{task['id']}/activity", params={"since": first["next_cursor"]}
+    )
+    assert [e["type"] for e in first["items"] + rest["items"]] == ["task.created"] + [
+        "task.updated"
+    ] * 5
+    assert rest["next_cursor"] is None

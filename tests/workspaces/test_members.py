@@ -351,7 +351,7 @@ async def test_removal_takes_team_memberships_and_grants_with_it(client, app):
     world = await build_world(client, app)
     team = await world.ok("admin", "GET", "/api/teams/{T}/members")
     assert [u["id"] for u in team["items"]] == [world.ids["teammate_id"]]
-    grants = await world.ok("admin", "GET", "/api/projects/{P}/permissions")
+    grants = (await world.ok("admin", "GET", "/api/projects/{P}/permissions"))["items"]
     assert {"user_id": world.ids["teammate_id"], "role": "admin"}.items() <= next(
         g for g in grants if g["user_id"] == world.ids["teammate_id"]
     ).items()
@@ -364,10 +364,10 @@ async def test_removal_takes_team_memberships_and_grants_with_it(client, app):
     assert response.status_code == 204 and response.content == b""
 
     assert (await world.ok("admin", "GET", "/api/teams/{T}/members"))["items"] == []
-    grants = await world.ok("admin", "GET", "/api/projects/{P}/permissions")
+    grants = (await world.ok("admin", "GET", "/api/projects/{P}/permissions"))["items"]
     assert world.ids["teammate_id"] not in [g["user_id"] for g in grants]
     # The team's own grant stays: it belongs to the team, not to the removed member.
-    q_grants = await world.ok("admin", "GET", "/api/projects/{Q}/permissions")
+    q_grants = (await world.ok("admin", "GET", "/api/projects/{Q}/permissions"))["items"]
     assert world.ids["T"] in [g["team_id"] for g in q_grants]
 
     # Rejoining starts from the role given now, not from the forgotten grants.

@@ -259,7 +259,7 @@ async def _grant_team_on_q(world: World, role: str = "viewer") -> dict[str, Any]
 async def test_deleting_a_team_ends_its_grants(client, app):
     world = await build_world(client, app)
     await _grant_team_on_q(world, "member")
-    grants = await world.ok("admin", "GET", "/api/projects/{Q}/permissions")
+    grants = (await world.ok("admin", "GET", "/api/projects/{Q}/permissions"))["items"]
     assert [g["team_id"] for g in grants if g["team_id"]] == [world.ids["T"]]
     user_grants = [g for g in grants if g["team_id"] is None]
     listed = await world.ok("teammate", "GET", "/api/workspaces/{W}/projects")
@@ -270,7 +270,7 @@ async def test_deleting_a_team_ends_its_grants(client, app):
 
     assert_error(await world.call("teammate", "GET", "/api/projects/{Q}"), 404, "not_found")
     # Only the team's grant went; grants to users stay.
-    assert await world.ok("admin", "GET", "/api/projects/{Q}/permissions") == user_grants
+    assert (await world.ok("admin", "GET", "/api/projects/{Q}/permissions"))["items"] == user_grants
     listed = await world.ok("teammate", "GET", "/api/workspaces/{W}/projects")
     assert world.ids["Q"] not in [p["id"] for p in listed["items"]]
     assert_error(await world.call("admin", "GET", "/api/teams/{T}"), 404, "not_found")
@@ -303,7 +303,7 @@ async def test_leaving_a_team_ends_its_grants_for_that_user(client, app):
     await world.ok("admin", "DELETE", "/api/teams/{T}/members/{teammate_id}", 204)
     assert_error(await world.call("teammate", "GET", "/api/projects/{Q}"), 404, "not_found")
     assert (await world.ok("member", "GET", "/api/projects/{Q}"))["role"] == "viewer"
-    grants = await world.ok("admin", "GET", "/api/projects/{Q}/permissions")
+    grants = (await world.ok("admin", "GET", "/api/projects/{Q}/permissions"))["items"]
     assert [g["team_id"] for g in grants if g["team_id"]] == [world.ids["T"]]
 
 

@@ -30,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from huddle.access.roles import Role, highest
 from huddle.auth.models import User
 from huddle.core.cache import MISSING, ScopedCache
-from huddle.core.db import after_commit
+from huddle.core.db import SESSION_STARTED, after_commit
 from huddle.core.errors import Forbidden, NotFound
 from huddle.events import topics
 from huddle.projects.models import Project, ProjectPermission
@@ -81,15 +81,34 @@ def roles_changed(session: AsyncSession, cache: ScopedCache, workspace_id: uuid.
 async def _cached(
     session: AsyncSession, cache: ScopedCache, workspace_id: uuid.UUID, key: str, compute
 ) -> Role | None:
+    """A role from the cache, or computed and (when safe) cached.
+
+    A value is cached only by a request whose transaction started after the scope's
+    last invalidation (with a margin for clock skew between servers): a request that
+    began before a demotion may read the old role from its snapshot, and must not put
+    it back in the cache. Checking again after writing closes the remaining race.
+    """
+    scope = _scope(workspace_id)
     usable = _cache_usable(session, workspace_id)
     if usable:
-        hit = await cache.get(_scope(workspace_id), key)
+        hit = await cache.get(scope, key)
         if hit is not None:
             return None if hit == MISSING else Role(hit)
     role = await compute()
-    if usable:
-        await cache.set(_scope(workspace_id), key, role.value if role else None)
+    started = session.info.get(SESSION_STARTED)
+    if usable and started is not None and await _fresh_enough(cache, scope, started):
+        await cache.set(scope, key, role.value if role else None)
+        if not await _fresh_enough(cache, scope, started):
+            await cache.drop(scope)
     return role
+
+
+_CLOCK_MARGIN = 2.0
+
+
+async def _fresh_enough(cache: ScopedCache, scope: str, started: float) -> bool:
+    invalidated = await cache.invalidated_at(scope)
+    return invalidated is None or invalidated < started - _CLOCK_MARGIN
 
 
 async def workspace_role(
@@ -285,8 +304,19 @@ async def readable_topics(session: AsyncSession, user_id: uuid.UUID) -> set[str]
     return result
 
 
+async def lock_workspace(session: AsyncSession, workspace_id: uuid.UUID) -> None:
+    """Serialise membership changes of one workspace (row lock on PostgreSQL)."""
+    await session.execute(
+        select(Workspace.id).where(Workspace.id == workspace_id).with_for_update()
+    )
+
+
 async def count_admins(session: AsyncSession, workspace_id: uuid.UUID) -> int:
-    """Admins of a workspace who can act (deactivated accounts do not count)."""
+    """Admins of a workspace who can act (deactivated accounts do not count).
+
+    Callers that act on the answer hold :func:`lock_workspace`, so two admins demoting
+    each other at once cannot both see "another admin remains".
+    """
     return int(
         await session.scalar(
             select(func.count())

@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from huddle.access.deps import Caller
 from huddle.access.roles import Role
-from huddle.access.service import count_admins
+from huddle.access.service import count_admins, lock_workspace
 from huddle.admin.schemas import AdminUserUpdate
 from huddle.auth.models import ApiToken, User
 from huddle.auth.schemas import UserRead
@@ -105,6 +105,7 @@ async def delete_user(session: AsyncSession, caller: Caller, user_id: uuid.UUID)
         )
     )
     for workspace_id in admin_of:
+        await lock_workspace(session, workspace_id)
         if await count_admins(session, workspace_id) <= 1 and user.is_active:
             sole_admin_of.append(str(workspace_id))
     if sole_admin_of:

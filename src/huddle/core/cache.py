@@ -21,7 +21,14 @@ class ScopedCache(Protocol):
 
     async def set(self, scope: str, key: str, value: str | None) -> None: ...
 
-    async def invalidate(self, scope: str) -> None: ...
+    async def invalidate(self, scope: str) -> None:
+        """Drop the scope's entries and remember when (see :meth:`invalidated_at`)."""
+
+    async def invalidated_at(self, scope: str) -> float | None:
+        """Wall-clock time of the scope's last invalidation (within the TTL), if any."""
+
+    async def drop(self, scope: str) -> None:
+        """Drop the scope's entries without recording an invalidation."""
 
 
 class MemoryScopedCache:
@@ -29,6 +36,7 @@ class MemoryScopedCache:
         self._ttl = ttl
         self._max = max_scopes
         self._data: dict[str, tuple[float, dict[str, str]]] = {}
+        self._invalidated: dict[str, float] = {}
 
     async def get(self, scope: str, key: str) -> str | None:
         entry = self._data.get(scope)
@@ -47,6 +55,16 @@ class MemoryScopedCache:
         entry[1][key] = MISSING if value is None else value
 
     async def invalidate(self, scope: str) -> None:
+        self._data.pop(scope, None)
+        if len(self._invalidated) >= self._max:
+            horizon = time.time() - self._ttl
+            self._invalidated = {k: v for k, v in self._invalidated.items() if v > horizon}
+        self._invalidated[scope] = time.time()
+
+    async def invalidated_at(self, scope: str) -> float | None:
+        return self._invalidated.get(scope)
+
+    async def drop(self, scope: str) -> None:
         self._data.pop(scope, None)
 
 
@@ -68,4 +86,14 @@ class RedisScopedCache:
             await pipe.execute()
 
     async def invalidate(self, scope: str) -> None:
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.delete(self._prefix + scope)
+            pipe.set(self._prefix + "inv:" + scope, repr(time.time()), ex=self._ttl)
+            await pipe.execute()
+
+    async def invalidated_at(self, scope: str) -> float | None:
+        raw = await self._redis.get(self._prefix + "inv:" + scope)
+        return float(raw) if raw is not None else None
+
+    async def drop(self, scope: str) -> None:
         await self._redis.delete(self._prefix + scope)

@@ -18,6 +18,7 @@ commit therefore becomes an error response, never a 201 for lost data.
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any
@@ -135,6 +136,9 @@ class Database:
 
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _AFTER_COMMIT = "huddle_after_commit"
+#: ``session.info`` key: wall-clock time the request's session was opened (its snapshot
+#: starts at the first query, so this is never later than the data it reads).
+SESSION_STARTED = "huddle.started"
 
 AfterCommit = Callable[[], Awaitable[None]]
 
@@ -175,6 +179,7 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     async with factory() as session:
         # Services record events; once this transaction commits the dispatcher is woken.
         session.info["huddle.wake_dispatcher"] = request.app.state.wake_dispatcher
+        session.info[SESSION_STARTED] = time.time()
         try:
             yield session
         except AppError as exc:

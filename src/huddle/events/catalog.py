@@ -10,7 +10,13 @@ from pydantic import BaseModel
 
 from huddle.auth.schemas import UserRead
 from huddle.projects.schemas import GrantRead, ProjectData
-from huddle.tasks.schemas import ColumnDeleted, ColumnRead, ColumnsReordered, TaskRead
+from huddle.tasks.schemas import (
+    ColumnDeleted,
+    ColumnRead,
+    ColumnRebalanced,
+    ColumnsReordered,
+    TaskRead,
+)
 from huddle.workspaces.schemas import (
     InvitationRead,
     MemberEventData,
@@ -52,6 +58,7 @@ CATALOG: dict[str, type[BaseModel]] = {
     "column.updated": ColumnRead,
     "column.reordered": ColumnsReordered,
     "column.deleted": ColumnDeleted,
+    "column.rebalanced": ColumnRebalanced,
     "user.updated": UserRead,
     "user.deleted": DeletedData,
 }

@@ -81,12 +81,12 @@ async def read_events(
 
 
 async def events_about(
-    session: AsyncSession, subject_id: uuid.UUID, limit: int = 500
+    session: AsyncSession, subject_id: uuid.UUID, since: int, limit: int
 ) -> list[Envelope]:
-    """The published events about one resource, oldest first (its activity history)."""
+    """Published events about one resource after seq ``since``, oldest first."""
     rows = await session.scalars(
         select(Event)
-        .where(Event.subject_id == subject_id, Event.seq.is_not(None))
+        .where(Event.subject_id == subject_id, Event.seq > since)
         .order_by(Event.seq)
         .limit(limit)
     )

@@ -68,10 +68,11 @@ async def delete_project(
     return Response(status_code=NO_CONTENT)
 
 
-@router.get("/projects/{pid}/permissions", response_model=list[GrantRead])
-async def list_grants(access: ProjectAccessDep, session: SessionDep) -> object:
-    """The project's grants to users and teams."""
-    return await service.list_grants(session, access)
+@router.get("/projects/{pid}/permissions", response_model=Page[GrantRead])
+async def list_grants(access: ProjectAccessDep, session: SessionDep, page: PageParamsDep) -> object:
+    """The project's grants to users and teams, oldest first."""
+    items, cursor = await service.list_grants(session, access, page)
+    return {"items": items, "next_cursor": cursor}
 
 
 @router.put("/projects/{pid}/permissions/{uid}", response_model=GrantRead)

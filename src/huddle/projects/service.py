@@ -139,13 +139,11 @@ async def delete_project(session: AsyncSession, caller: Caller, access: ProjectA
 # --- grants -------------------------------------------------------------------------------
 
 
-async def list_grants(session: AsyncSession, access: ProjectAccess) -> list[ProjectPermission]:
-    rows = await session.scalars(
-        select(ProjectPermission)
-        .where(ProjectPermission.project_id == access.project.id)
-        .order_by(ProjectPermission.id)
-    )
-    return list(rows)
+async def list_grants(
+    session: AsyncSession, access: ProjectAccess, page: PageParams
+) -> tuple[list[ProjectPermission], str | None]:
+    query = select(ProjectPermission).where(ProjectPermission.project_id == access.project.id)
+    return await paginate(session, query, ProjectPermission.id, page, newest_first=False)
 
 
 async def _record_grant(
@@ -166,6 +164,11 @@ async def _record_grant(
     )
 
 
+async def _lock_project(session: AsyncSession, project_id: uuid.UUID) -> None:
+    """Serialise grant changes of one project (row lock on PostgreSQL)."""
+    await session.execute(select(Project.id).where(Project.id == project_id).with_for_update())
+
+
 async def set_grant(
     session: AsyncSession,
     cache: ScopedCache,
@@ -178,6 +181,7 @@ async def set_grant(
 ) -> ProjectPermission:
     """Grant a workspace member or a team of the workspace a role on the project (admins)."""
     access.require(Role.admin)
+    await _lock_project(session, access.project.id)
     workspace_id = access.project.workspace_id
     column: Any
     value: uuid.UUID | None
@@ -233,6 +237,7 @@ async def remove_grant(
     team_id: uuid.UUID | None = None,
 ) -> None:
     access.require(Role.admin)
+    await _lock_project(session, access.project.id)
     column, value = (
         (ProjectPermission.user_id, user_id)
         if user_id is not None

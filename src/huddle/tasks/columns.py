@@ -6,7 +6,7 @@ import re
 import uuid
 
 from pydantic import BaseModel
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from huddle.access.deps import Caller
@@ -16,6 +16,7 @@ from huddle.core.errors import Conflict, NotFound, ValidationFailed
 from huddle.core.time import utcnow
 from huddle.events import topics
 from huddle.events.service import record
+from huddle.projects.models import Project
 from huddle.tasks import ranking
 from huddle.tasks.models import BoardColumn, Task
 from huddle.tasks.schemas import (
@@ -55,13 +56,25 @@ async def list_columns(session: AsyncSession, project_id: uuid.UUID) -> list[Boa
 
 async def lock_columns(session: AsyncSession, column_ids: set[uuid.UUID]) -> None:
     """Serialise changes to the order of these columns' tasks (row locks on PostgreSQL,
-    taken in id order so two moves never deadlock; SQLite serialises writers anyway)."""
-    await session.execute(
-        select(BoardColumn.id)
-        .where(BoardColumn.id.in_(sorted(column_ids)))
-        .order_by(BoardColumn.id)
-        .with_for_update()
+    taken in id order so two moves never deadlock; SQLite serialises writers anyway).
+
+    A column deleted meanwhile is a 409: the caller must not write tasks into it.
+    """
+    locked = set(
+        await session.scalars(
+            select(BoardColumn.id)
+            .where(BoardColumn.id.in_(sorted(column_ids)))
+            .order_by(BoardColumn.id)
+            .with_for_update()
+        )
     )
+    if locked != column_ids:
+        raise Conflict("The column was just deleted; reload the board")
+
+
+async def lock_board(session: AsyncSession, project_id: uuid.UUID) -> None:
+    """Serialise changes to a board's columns (their keys, positions and existence)."""
+    await session.execute(select(Project.id).where(Project.id == project_id).with_for_update())
 
 
 async def column_access(
@@ -121,6 +134,7 @@ async def create_column(
 ) -> BoardColumn:
     """Add a column (project admins), at the end or at ``position``."""
     require_writable(access, Role.admin)
+    await lock_board(session, access.project.id)
     columns = await list_columns(session, access.project.id)
     keys = {c.key for c in columns}
     if data.key is not None:
@@ -166,11 +180,25 @@ async def update_column(
 ) -> BoardColumn:
     """Rename, mark done or not, or move a column (project admins). The key never changes."""
     require_writable(access, Role.admin)
+    await lock_board(session, access.project.id)
+    await session.refresh(column)
     before = (column.name, column.is_done)
     if data.name is not None:
         column.name = data.name
     if data.is_done is not None:
         column.is_done = data.is_done
+    if column.is_done != before[1]:
+        # The column's tasks become complete (or open) with it.
+        await lock_columns(session, {column.id})
+        await session.execute(
+            update(Task)
+            .where(Task.column_id == column.id)
+            .values(
+                completed_at=func.coalesce(Task.completed_at, utcnow()) if column.is_done else None,
+                version=Task.version + 1,
+            )
+            .execution_options(synchronize_session=False)
+        )
     if (column.name, column.is_done) != before:
         await session.flush()
         await _record(
@@ -194,7 +222,8 @@ async def delete_column(
 ) -> None:
     """Delete a column (project admins); its tasks go to the end of ``move_to``, in order."""
     require_writable(access, Role.admin)
-    # Lock every column of the board: the count read below must not move under us.
+    # Lock the board and every column: the count read below must not move under us.
+    await lock_board(session, access.project.id)
     await lock_columns(session, {c.id for c in await list_columns(session, access.project.id)})
     columns = await list_columns(session, access.project.id)
     if len(columns) == 1:

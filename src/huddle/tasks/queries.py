@@ -59,6 +59,16 @@ class TaskFilters:
             conds.append(Task.due_date > self.due_after)
         return conds
 
+    def column_conditions(self) -> list[Any]:
+        """``status`` and ``column_id`` for queries across boards (joined with BoardColumn);
+        a single board's list applies them by choosing columns instead."""
+        conds: list[Any] = []
+        if self.column_id is not None:
+            conds.append(Task.column_id == self.column_id)
+        if self.status is not None:
+            conds.append(BoardColumn.key == self.status)
+        return conds
+
 
 def _bad_cursor() -> ValidationFailed:
     return ValidationFailed(
@@ -153,8 +163,8 @@ async def list_tasks(
     if cursor:
         raw = decode_cursor(cursor)
         try:
-            column_id, rank, task_id = uuid.UUID(raw[0]), str(raw[1]), uuid.UUID(raw[2])
-        except (IndexError, ValueError, TypeError) as exc:
+            column_id, rank, task_id = uuid.UUID(str(raw[0])), str(raw[1]), uuid.UUID(str(raw[2]))
+        except (IndexError, ValueError, TypeError, AttributeError) as exc:
             raise _bad_cursor() from exc
         index = next((i for i, c in enumerate(columns) if c.id == column_id), None)
         if index is None:
@@ -226,7 +236,8 @@ async def my_tasks(
     query = (
         select(Task, BoardColumn.key)
         .join(BoardColumn, BoardColumn.id == Task.column_id)
-        .where(*filters.conditions(), Task.project_id.in_(visible_project_ids(user_id)))
+        .where(*filters.conditions(), *filters.column_conditions())
+        .where(Task.project_id.in_(visible_project_ids(user_id)))
     )
     return await _page_by_id(session, query, limit, cursor)
 
@@ -240,9 +251,7 @@ async def admin_tasks(
 ) -> tuple[list[TaskRead], str | None]:
     """Every task, for site administrators, newest first."""
     query = select(Task, BoardColumn.key).join(BoardColumn, BoardColumn.id == Task.column_id)
-    query = query.where(*filters.conditions())
+    query = query.where(*filters.conditions(), *filters.column_conditions())
     if project_id is not None:
         query = query.where(Task.project_id == project_id)
-    if filters.status is not None:
-        query = query.where(BoardColumn.key == filters.status)
     return await _page_by_id(session, query, limit, cursor)

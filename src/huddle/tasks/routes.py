@@ -16,7 +16,7 @@ from huddle.core.db import SessionDep
 from huddle.core.errors import ERROR_RESPONSES, NotFound, ValidationFailed
 from huddle.core.pagination import Page
 from huddle.core.validation import clean_text
-from huddle.events.schemas import Envelope
+from huddle.events.schemas import EventPage
 from huddle.events.service import events_about
 from huddle.tasks import columns, queries, service
 from huddle.tasks.models import BoardColumn, Task
@@ -229,10 +229,16 @@ async def delete_task(
     return Response(status_code=NO_CONTENT)
 
 
-@router.get("/tasks/{tid}/activity", response_model=list[Envelope])
-async def task_activity(task: TaskDep, session: SessionDep) -> object:
-    """The task's events, oldest first."""
-    return await events_about(session, task[0].id)
+@router.get("/tasks/{tid}/activity", response_model=EventPage)
+async def task_activity(
+    task: TaskDep,
+    session: SessionDep,
+    since: Annotated[int, Query(ge=0, le=2**62, description="Events after this seq")] = 0,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> EventPage:
+    """The task's events, oldest first (pass the last id as `since` for more)."""
+    items = await events_about(session, task[0].id, since, limit)
+    return EventPage(items=items, next_cursor=str(items[-1].id) if len(items) == limit else None)
 
 
 @router.get("/me/tasks", response_model=Page[TaskRead])

@@ -81,6 +81,14 @@ class ColumnsReordered(BaseModel):
     columns: list[ColumnRead]
 
 
+class ColumnRebalanced(BaseModel):
+    """Every card of a column got a new position (same order): apply them all."""
+
+    project_id: uuid.UUID
+    column_id: uuid.UUID
+    positions: dict[str, str] = Field(description="task id -> new position")
+
+
 class TaskCreate(StrictModel):
     title: Title
     description: Description = ""

@@ -20,7 +20,7 @@ from huddle.projects.models import Project
 from huddle.tasks import ranking
 from huddle.tasks.columns import list_columns, lock_columns, require_writable
 from huddle.tasks.models import BoardColumn, Task
-from huddle.tasks.schemas import TaskCreate, TaskMove, TaskRead, TaskUpdate
+from huddle.tasks.schemas import ColumnRebalanced, TaskCreate, TaskMove, TaskRead, TaskUpdate
 
 
 def task_read(task: Task, status: str) -> TaskRead:
@@ -66,6 +66,14 @@ def check_version(task: Task, if_match: str | None) -> None:
             "The task changed since you read it",
             details={"current_version": task.version},
         )
+
+
+async def check_fresh(session: AsyncSession, task: Task, if_match: str | None) -> None:
+    """Lock the task row and re-read it, then check ``If-Match`` against what is there
+    now: two writers holding the same ETag cannot both pass, and a move reads the card's
+    current column and rank. Callers lock columns first (the order every writer uses)."""
+    await session.refresh(task, with_for_update=True)
+    check_version(task, if_match)
 
 
 async def _check_assignee(
@@ -177,7 +185,18 @@ async def update_task(
 ) -> TaskRead:
     """Change fields; ``status`` moves the task to the end of that column."""
     require_writable(access)
-    check_version(task, if_match)
+    target = None
+    if data.status is not None:
+        columns = await list_columns(session, access.project.id)
+        target = next((c for c in columns if c.key == data.status), None)
+        if target is None:
+            raise ValidationFailed(
+                "No column with that key",
+                details=[{"loc": ["body", "status"], "msg": "unknown column key"}],
+            )
+        # Columns before the task row, always: the order column deletion takes too.
+        await lock_columns(session, {task.column_id, target.id})
+    await check_fresh(session, task, if_match)
     given = data.model_fields_set
     if "title" in given and data.title is None:
         raise ValidationFailed(
@@ -192,18 +211,8 @@ async def update_task(
             setattr(task, field, value)
     if "due_date" in given:
         task.due_date = data.due_date
-    if data.status is not None:
-        target = next(
-            (c for c in await list_columns(session, access.project.id) if c.key == data.status),
-            None,
-        )
-        if target is None:
-            raise ValidationFailed(
-                "No column with that key",
-                details=[{"loc": ["body", "status"], "msg": "unknown column key"}],
-            )
-        if target.id != task.column_id:
-            return await _move(session, caller, access, task, target, None, None, "task.moved")
+    if target is not None and target.id != task.column_id:
+        return await _move(session, caller, access, task, target, None, None, "task.moved")
     if not session.is_modified(task):
         return task_read(task, await status_of(session, task))
     await _flush_versioned(session)
@@ -222,8 +231,9 @@ async def move_task(
 ) -> TaskRead:
     """Put the task exactly where asked: above ``before_id``, below ``after_id``, or last."""
     require_writable(access)
-    check_version(task, if_match)
     target = await _column_of(session, access.project.id, data.column_id, "column_id")
+    await lock_columns(session, {task.column_id, target.id})
+    await check_fresh(session, task, if_match)
     return await _move(
         session, caller, access, task, target, data.before_id, data.after_id, "task.moved"
     )
@@ -263,9 +273,9 @@ async def _move(
     after_id: uuid.UUID | None,
     event_type: str,
 ) -> TaskRead:
-    await lock_columns(session, {task.column_id, target.id})
-    # Read ranks only now, under the lock: a concurrent move may have just changed them.
-    await session.refresh(task)
+    """Place ``task`` in ``target``. The caller holds the locks of the task's column and
+    of ``target`` (taken before the task row, the order every writer uses) and has
+    re-read the task under them, so the ranks read here are current."""
     lower: str | None
     upper: str | None
     if before_id is not None and after_id is not None:
@@ -299,12 +309,23 @@ async def _move(
         await _count(session, source, -1)
         await _count(session, target.id, +1)
     if ranking.too_long(task.position):
-        await rebalance(session, target.id)
+        positions = await rebalance(session, target.id)
         await session.refresh(task)
+        await record(
+            session,
+            "column.rebalanced",
+            topic=topics.project(access.project.id),
+            actor=caller.actor,
+            data=ColumnRebalanced(
+                project_id=access.project.id, column_id=target.id, positions=positions
+            ),
+            workspace_id=access.project.workspace_id,
+            subject_id=target.id,
+        )
     return await _record(session, caller, access, event_type, task, target.key)
 
 
-async def rebalance(session: AsyncSession, column_id: uuid.UUID) -> int:
+async def rebalance(session: AsyncSession, column_id: uuid.UUID) -> dict[str, str]:
     """Give every task of a column a short, evenly spaced rank (order unchanged).
 
     Rare: only when repeated inserts into one gap have grown a rank past
@@ -316,14 +337,15 @@ async def rebalance(session: AsyncSession, column_id: uuid.UUID) -> int:
             select(Task.id).where(Task.column_id == column_id).order_by(Task.position)
         )
     )
-    for task_id, rank in zip(ids, ranking.evenly(len(ids)), strict=True):
+    positions = dict(zip(ids, ranking.evenly(len(ids)), strict=True))
+    for task_id, rank in positions.items():
         await session.execute(
             update(Task)
             .where(Task.id == task_id)
             .values(position=rank)
             .execution_options(synchronize_session=False)
         )
-    return len(ids)
+    return {str(task_id): rank for task_id, rank in positions.items()}
 
 
 async def delete_task(
@@ -333,9 +355,9 @@ async def delete_task(
     require_writable(access)
     if task.creator_id != caller.id and not access.role.at_least(Role.admin):
         access.require(Role.admin, "Only project admins can delete other people's tasks")
-    check_version(task, if_match)
-    await _record(session, caller, access, "task.deleted", task, await status_of(session, task))
     await lock_columns(session, {task.column_id})
+    await check_fresh(session, task, if_match)
+    await _record(session, caller, access, "task.deleted", task, await status_of(session, task))
     await _count(session, task.column_id, -1)
     await session.delete(task)
     await _flush_versioned(session)

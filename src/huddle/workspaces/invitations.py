@@ -130,9 +130,9 @@ async def revoke_invitation(
 ) -> None:
     access.require(Role.admin)
     invitation = await session.scalar(
-        select(Invitation).where(
-            Invitation.id == invitation_id, Invitation.workspace_id == access.workspace.id
-        )
+        select(Invitation)
+        .where(Invitation.id == invitation_id, Invitation.workspace_id == access.workspace.id)
+        .with_for_update()  # serialises with a concurrent accept
     )
     if invitation is None:
         raise NotFound("Invitation not found")

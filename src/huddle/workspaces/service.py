@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from huddle.access.deps import Caller
 from huddle.access.roles import Role
-from huddle.access.service import WorkspaceAccess, count_admins, roles_changed
+from huddle.access.service import WorkspaceAccess, count_admins, lock_workspace, roles_changed
 from huddle.auth.models import User
 from huddle.core.cache import ScopedCache
 from huddle.core.errors import Conflict, NotFound
@@ -261,6 +261,7 @@ async def change_role(
     role: Role,
 ) -> MemberRead:
     access.require(Role.admin)
+    await lock_workspace(session, access.workspace.id)
     membership, user = await _membership(session, access.workspace.id, user_id)
     if membership.role is role:
         return member_read(membership, user)
@@ -283,6 +284,7 @@ async def remove_member(
     """An admin removes a member, or a member leaves; the last admin can do neither."""
     if user_id != caller.id:
         access.require(Role.admin)
+    await lock_workspace(session, access.workspace.id)
     membership, user = await _membership(session, access.workspace.id, user_id)
     await _ensure_another_admin(session, membership, user)
     await _record_member(session, caller, "member.removed", membership, user)

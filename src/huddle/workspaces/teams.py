@@ -171,7 +171,10 @@ async def add_team_member(
     if exists is not None:
         raise Conflict("Already in this team")
     session.add(TeamMember(team_id=team.id, user_id=user_id))
-    await session.flush()
+    try:
+        await session.flush()
+    except IntegrityError as exc:  # a concurrent add won the race
+        raise Conflict("Already in this team") from exc
     roles_changed(session, cache, team.workspace_id)
     await _record_team_member(session, caller, "team.member_added", team, user)
     return UserSummary.model_validate(user)
