@@ -24,7 +24,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import Select, func, or_, select
+from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from huddle.access.roles import Role, highest
@@ -132,16 +132,7 @@ async def best_grant(
     session: AsyncSession, project_id: uuid.UUID, user_id: uuid.UUID
 ) -> Role | None:
     """The highest role granted on a project to the user or any team they are in."""
-    rows = await session.scalars(
-        select(ProjectPermission.role).where(
-            ProjectPermission.project_id == project_id,
-            or_(
-                ProjectPermission.user_id == user_id,
-                ProjectPermission.team_id.in_(_user_teams(user_id)),
-            ),
-        )
-    )
-    return highest(*rows)
+    return (await best_grants(session, [project_id], user_id)).get(project_id)
 
 
 async def best_grants(
@@ -231,13 +222,39 @@ def visible_projects(workspace_id: uuid.UUID, user_id: uuid.UUID, ws_role: Role)
     )
     if ws_role is Role.admin:
         return query
-    granted = select(ProjectPermission.project_id).where(
+    return query.where(
+        or_(Project.is_private.is_(False), Project.id.in_(_granted_projects(user_id)))
+    )
+
+
+def visible_project_ids(user_id: uuid.UUID) -> Select[uuid.UUID]:
+    """Ids of every live project, in every workspace, that ``user_id`` may see."""
+    return (
+        select(Project.id)
+        .join(Workspace, Workspace.id == Project.workspace_id)
+        .join(
+            Membership,
+            and_(Membership.workspace_id == Project.workspace_id, Membership.user_id == user_id),
+        )
+        .where(
+            Project.deleted_at.is_(None),
+            Workspace.deleted_at.is_(None),
+            or_(
+                Project.is_private.is_(False),
+                Membership.role == Role.admin,
+                Project.id.in_(_granted_projects(user_id)),
+            ),
+        )
+    )
+
+
+def _granted_projects(user_id: uuid.UUID) -> Select[uuid.UUID]:
+    return select(ProjectPermission.project_id).where(
         or_(
             ProjectPermission.user_id == user_id,
             ProjectPermission.team_id.in_(_user_teams(user_id)),
         )
     )
-    return query.where(or_(Project.is_private.is_(False), Project.id.in_(granted)))
 
 
 # --- event topics -------------------------------------------------------------------------
@@ -284,12 +301,8 @@ async def readable_topics(session: AsyncSession, user_id: uuid.UUID) -> set[str]
     if not memberships:
         return result
     admin_of = [w for w, r in memberships if r is Role.admin]
-    granted = select(ProjectPermission.project_id).where(
-        or_(
-            ProjectPermission.user_id == user_id,
-            ProjectPermission.team_id.in_(_user_teams(user_id)),
-        )
-    )
+    granted = _granted_projects(user_id)
+    # Deleted projects included: their history stays readable to those who could see them.
     project_ids = await session.scalars(
         select(Project.id).where(
             Project.workspace_id.in_([w for w, _ in memberships]),

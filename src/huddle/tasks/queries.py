@@ -19,14 +19,13 @@ from typing import Any
 from sqlalchemy import Select, and_, func, or_, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from huddle.access.roles import Role
+from huddle.access.service import visible_project_ids
 from huddle.core.errors import ValidationFailed
-from huddle.projects.models import Project, ProjectPermission
+from huddle.projects.models import Project
 from huddle.tasks.columns import list_columns
 from huddle.tasks.models import BoardColumn, Task
 from huddle.tasks.schemas import Board, BoardColumnRead, ColumnRead, TaskRead
 from huddle.tasks.service import task_read
-from huddle.workspaces.models import Membership, TeamMember, Workspace
 
 
 @dataclass
@@ -180,35 +179,6 @@ async def list_tasks(
         last = tasks[-1]
         next_cursor = encode_cursor([str(last.column_id), last.position, str(last.id)])
     return [task_read(t, keys[t.column_id]) for t in tasks], next_cursor
-
-
-def visible_project_ids(user_id: uuid.UUID) -> Select[Any]:
-    """Ids of every live project, in every workspace, that ``user_id`` may see."""
-    granted = select(ProjectPermission.project_id).where(
-        or_(
-            ProjectPermission.user_id == user_id,
-            ProjectPermission.team_id.in_(
-                select(TeamMember.team_id).where(TeamMember.user_id == user_id)
-            ),
-        )
-    )
-    return (
-        select(Project.id)
-        .join(Workspace, Workspace.id == Project.workspace_id)
-        .join(
-            Membership,
-            and_(Membership.workspace_id == Project.workspace_id, Membership.user_id == user_id),
-        )
-        .where(
-            Project.deleted_at.is_(None),
-            Workspace.deleted_at.is_(None),
-            or_(
-                Project.is_private.is_(False),
-                Membership.role == Role.admin,
-                Project.id.in_(granted),
-            ),
-        )
-    )
 
 
 async def _page_by_id(
