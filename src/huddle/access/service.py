@@ -324,6 +324,11 @@ async def lock_workspace(session: AsyncSession, workspace_id: uuid.UUID) -> None
     )
 
 
+async def lock_project(session: AsyncSession, project_id: uuid.UUID) -> None:
+    """Serialise changes to a project's grants and board columns (row lock on PostgreSQL)."""
+    await session.execute(select(Project.id).where(Project.id == project_id).with_for_update())
+
+
 async def count_admins(session: AsyncSession, workspace_id: uuid.UUID) -> int:
     """Admins of a workspace who can act (deactivated accounts do not count).
 

@@ -11,13 +11,12 @@ from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
-    EmailStr,
     Field,
     StringConstraints,
     model_validator,
 )
 
-from huddle.core.validation import clean_text
+from huddle.core.validation import Email, StrictModel, clean_text
 
 USERNAME_PATTERN = re.compile(r"^[a-z0-9](?:[a-z0-9._-]{1,30}[a-z0-9])?$")
 PASSWORD_MIN = 8
@@ -34,10 +33,6 @@ def _normalize_username(value: str) -> str:
     return value
 
 
-def _normalize_email(value: str) -> str:
-    return value.lower()
-
-
 def _check_password(value: str) -> str:
     if len(value) < PASSWORD_MIN:
         raise ValueError(f"password must be at least {PASSWORD_MIN} characters")
@@ -47,15 +42,10 @@ def _check_password(value: str) -> str:
 
 
 Username = Annotated[str, Field(max_length=64), AfterValidator(_normalize_username)]
-Email = Annotated[EmailStr, Field(max_length=320), AfterValidator(_normalize_email)]
 Password = Annotated[str, AfterValidator(_check_password)]
 FullName = Annotated[
     str, StringConstraints(strip_whitespace=True, max_length=200), AfterValidator(clean_text)
 ]
-
-
-class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class UserCreate(StrictModel):

@@ -15,7 +15,7 @@ from huddle.auth.schemas import TokenPair, UserCreate, UserUpdate
 from huddle.config import Settings
 from huddle.core.errors import AppError, Conflict, InvalidToken, NotFound, RateLimited
 from huddle.core.ids import new_id
-from huddle.core.pagination import PageParams, paginate_desc
+from huddle.core.pagination import PageParams, paginate
 from huddle.core.passwords import PasswordHasher
 from huddle.core.ratelimit import RateLimiter
 from huddle.core.time import utcnow
@@ -320,7 +320,7 @@ async def list_api_tokens(
     session: AsyncSession, user: User, page: PageParams
 ) -> tuple[list[ApiToken], str | None]:
     query = select(ApiToken).where(ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None))
-    return await paginate_desc(session, query, ApiToken.id, page)
+    return await paginate(session, query, ApiToken.id, page)
 
 
 async def revoke_api_token(session: AsyncSession, user: User, token_id: uuid.UUID) -> None:

@@ -84,13 +84,3 @@ async def paginate(
         last_id = cursor_of(last) if cursor_of else getattr(last, id_column.key)
         return items, encode_cursor(last_id)
     return items, None
-
-
-async def paginate_desc(
-    session: AsyncSession,
-    query: Select[*tuple[Any, ...]],
-    id_column: InstrumentedAttribute[uuid.UUID],
-    params: PageParams,
-) -> tuple[list[Any], str | None]:
-    """Newest first (by UUIDv7 id)."""
-    return await paginate(session, query, id_column, params)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import AfterValidator
+from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field
 
 
 def clean_text(value: str) -> str:
@@ -25,3 +25,13 @@ def clean_text(value: str) -> str:
 
 
 CleanStr = Annotated[str, AfterValidator(clean_text)]
+
+
+class StrictModel(BaseModel):
+    """Base of request bodies: unknown fields are a 422, not silently dropped."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+# Emails are stored lowercased, so uniqueness and lookups are case-insensitive.
+Email = Annotated[EmailStr, Field(max_length=320), AfterValidator(str.lower)]

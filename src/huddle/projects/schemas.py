@@ -9,7 +9,7 @@ from typing import Annotated
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from huddle.access.roles import Role
-from huddle.core.validation import clean_text
+from huddle.core.validation import StrictModel, clean_text
 
 Name = Annotated[
     str,
@@ -17,10 +17,6 @@ Name = Annotated[
     AfterValidator(clean_text),
 ]
 Description = Annotated[str, Field(max_length=10_000), AfterValidator(clean_text)]
-
-
-class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class ProjectCreate(StrictModel):

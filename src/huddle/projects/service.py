@@ -15,6 +15,7 @@ from huddle.access.service import (
     WorkspaceAccess,
     best_grants,
     effective_role,
+    lock_project,
     roles_changed,
     visible_projects,
 )
@@ -164,11 +165,6 @@ async def _record_grant(
     )
 
 
-async def _lock_project(session: AsyncSession, project_id: uuid.UUID) -> None:
-    """Serialise grant changes of one project (row lock on PostgreSQL)."""
-    await session.execute(select(Project.id).where(Project.id == project_id).with_for_update())
-
-
 async def set_grant(
     session: AsyncSession,
     cache: ScopedCache,
@@ -181,7 +177,7 @@ async def set_grant(
 ) -> ProjectPermission:
     """Grant a workspace member or a team of the workspace a role on the project (admins)."""
     access.require(Role.admin)
-    await _lock_project(session, access.project.id)
+    await lock_project(session, access.project.id)
     workspace_id = access.project.workspace_id
     column: Any
     value: uuid.UUID | None
@@ -237,7 +233,7 @@ async def remove_grant(
     team_id: uuid.UUID | None = None,
 ) -> None:
     access.require(Role.admin)
-    await _lock_project(session, access.project.id)
+    await lock_project(session, access.project.id)
     column, value = (
         (ProjectPermission.user_id, user_id)
         if user_id is not None

@@ -11,12 +11,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from huddle.access.deps import Caller
 from huddle.access.roles import Role
-from huddle.access.service import ProjectAccess
+from huddle.access.service import ProjectAccess, lock_project
 from huddle.core.errors import Conflict, NotFound, ValidationFailed
 from huddle.core.time import utcnow
 from huddle.events import topics
 from huddle.events.service import record
-from huddle.projects.models import Project
 from huddle.tasks import ranking
 from huddle.tasks.models import BoardColumn, Task
 from huddle.tasks.schemas import (
@@ -72,11 +71,6 @@ async def lock_columns(session: AsyncSession, column_ids: set[uuid.UUID]) -> Non
         raise Conflict("The column was just deleted; reload the board")
 
 
-async def lock_board(session: AsyncSession, project_id: uuid.UUID) -> None:
-    """Serialise changes to a board's columns (their keys, positions and existence)."""
-    await session.execute(select(Project.id).where(Project.id == project_id).with_for_update())
-
-
 async def column_access(
     session: AsyncSession, column_id: uuid.UUID, project_access_for
 ) -> tuple[BoardColumn, ProjectAccess]:
@@ -118,7 +112,7 @@ def _keyify(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")[:40] or "column"
 
 
-async def _renumber(columns: list[BoardColumn]) -> None:
+def _renumber(columns: list[BoardColumn]) -> None:
     for position, column in enumerate(columns):
         column.position = position
 
@@ -134,7 +128,7 @@ async def create_column(
 ) -> BoardColumn:
     """Add a column (project admins), at the end or at ``position``."""
     require_writable(access, Role.admin)
-    await lock_board(session, access.project.id)
+    await lock_project(session, access.project.id)
     columns = await list_columns(session, access.project.id)
     keys = {c.key for c in columns}
     if data.key is not None:
@@ -151,7 +145,7 @@ async def create_column(
     )
     index = len(columns) if data.position is None else min(data.position, len(columns))
     columns.insert(index, column)
-    await _renumber(columns)
+    _renumber(columns)
     session.add(column)
     await session.flush()
     await _record(
@@ -180,7 +174,7 @@ async def update_column(
 ) -> BoardColumn:
     """Rename, mark done or not, or move a column (project admins). The key never changes."""
     require_writable(access, Role.admin)
-    await lock_board(session, access.project.id)
+    await lock_project(session, access.project.id)
     await session.refresh(column)
     before = (column.name, column.is_done)
     if data.name is not None:
@@ -207,7 +201,7 @@ async def update_column(
     if data.position is not None and data.position != column.position:
         columns = [c for c in await list_columns(session, access.project.id) if c.id != column.id]
         columns.insert(min(data.position, len(columns)), column)
-        await _renumber(columns)
+        _renumber(columns)
         await session.flush()
         await _record_order(session, caller, access, columns)
     return column
@@ -223,7 +217,7 @@ async def delete_column(
     """Delete a column (project admins); its tasks go to the end of ``move_to``, in order."""
     require_writable(access, Role.admin)
     # Lock the board and every column: the count read below must not move under us.
-    await lock_board(session, access.project.id)
+    await lock_project(session, access.project.id)
     await lock_columns(session, {c.id for c in await list_columns(session, access.project.id)})
     columns = await list_columns(session, access.project.id)
     if len(columns) == 1:
@@ -265,5 +259,5 @@ async def delete_column(
     )
     await _record(session, caller, access, "column.deleted", data, column.id)
     await session.delete(column)
-    await _renumber([c for c in columns if c.id != column.id])
+    _renumber([c for c in columns if c.id != column.id])
     await session.flush()

@@ -9,7 +9,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
-from huddle.core.validation import clean_text
+from huddle.core.validation import StrictModel, clean_text
 from huddle.tasks.models import Priority
 
 _KEY = re.compile(r"^[a-z0-9][a-z0-9_]{0,48}[a-z0-9]?$")
@@ -34,10 +34,6 @@ Title = Annotated[
     AfterValidator(clean_text),
 ]
 Description = Annotated[str, Field(max_length=50_000), AfterValidator(clean_text)]
-
-
-class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class ColumnCreate(StrictModel):

@@ -11,14 +11,13 @@ from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
-    EmailStr,
     Field,
     StringConstraints,
     model_validator,
 )
 
 from huddle.access.roles import Role
-from huddle.core.validation import clean_text
+from huddle.core.validation import Email, StrictModel, clean_text
 
 _SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,78}[a-z0-9])?$")
 _HANDLE = re.compile(r"^[a-z0-9](?:[a-z0-9._-]{0,38}[a-z0-9])?$")
@@ -47,11 +46,6 @@ Name = Annotated[
 ]
 Slug = Annotated[str, Field(max_length=80), AfterValidator(_slug)]
 Handle = Annotated[str, Field(max_length=41), AfterValidator(_handle)]
-Email = Annotated[EmailStr, Field(max_length=320), AfterValidator(str.lower)]
-
-
-class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class WorkspaceCreate(StrictModel):
