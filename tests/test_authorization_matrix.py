@@ -8,6 +8,7 @@ grants for viewer or member. Every error is checked for the error shape.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +26,7 @@ class Case:
     expect: tuple[int, int, int, int, int, int]
     body: Callable[[World], Any] | dict[str, Any] | None = None
     query: str = ""
+    chat: bool = False  # needs the chat part of the world (channels, DMs, messages)
 
     @property
     def label(self) -> str:
@@ -133,11 +135,85 @@ CASES = [
     Case("DELETE", "/api/admin/users/{bystander_id}", (R401, 403, 403, 403, 403, 204)),
 ]
 
+# Chat (tests/world.py add_chat): CH public, PC private with member+viewer (admin made it),
+# PC2 private with bystander+member (admin not in it: sees it, cannot read it), DM between
+# member and bystander (invisible to admins), M/PM2/DMM messages by member.
+PC2_READ = (R401, 404, 404, 200, 403, 404)
+MEMBER_ONLY = (R401, 404, 404, 200, 404, 404)
+CHAT_CASES = [
+    Case("POST", "/api/workspaces/{W}/channels", MEMBER_WRITE_201, {"name": "new"}),
+    Case(
+        "POST",
+        "/api/workspaces/{W}/channels",
+        MEMBER_WRITE_201,
+        {"name": "secret", "is_private": True},
+    ),
+    Case("GET", "/api/workspaces/{W}/channels", WS_READ),
+    Case(
+        "POST",
+        "/api/workspaces/{W}/dms",
+        MEMBER_WRITE_201,
+        lambda w: {"user_ids": [w.ids["teammate_id"]]},
+    ),
+    Case("GET", "/api/channels/{CH}", WS_READ),
+    Case("GET", "/api/channels/{PC}", (R401, 404, 200, 200, 200, 404)),
+    Case("GET", "/api/channels/{PC2}", (R401, 404, 404, 200, 200, 404)),
+    Case("GET", "/api/channels/{DM}", MEMBER_ONLY),
+    Case("GET", "/api/channels/{CH2}", (R401, 200, 404, 404, 404, 404)),
+    Case("PATCH", "/api/channels/{CH}", WS_ADMIN, {"topic": "news"}),
+    Case("PATCH", "/api/channels/{PC2}", (R401, 404, 404, 403, 200, 404), {"topic": "x"}),
+    Case("PATCH", "/api/channels/{DM}", (R401, 404, 404, 403, 404, 404), {"topic": "x"}),
+    Case("DELETE", "/api/channels/{CH}", WS_ADMIN_204),
+    Case("DELETE", "/api/channels/{DM}", (R401, 404, 404, 403, 404, 404)),
+    Case(
+        "POST",
+        "/api/channels/{PC}/members",
+        (R401, 404, 403, 201, 201, 404),
+        lambda w: {"user_id": w.ids["teammate_id"]},
+    ),
+    Case(
+        "POST",
+        "/api/channels/{PC2}/members",
+        (R401, 404, 404, 201, 201, 404),
+        lambda w: {"user_id": w.ids["admin_id"]},
+    ),
+    Case("DELETE", "/api/channels/{PC}/members/{viewer_id}", (R401, 404, 204, 403, 204, 404)),
+    Case("DELETE", "/api/channels/{CH}/members/{member_id}", (R401, 404, 409, 409, 409, 404)),
+    Case("POST", "/api/channels/{CH}/read", WS_READ, lambda w: {"message_id": w.ids["M"]}),
+    Case("POST", "/api/channels/{PC2}/read", PC2_READ, lambda w: {"message_id": w.ids["PM2"]}),
+    Case("POST", "/api/channels/{DM}/read", MEMBER_ONLY, lambda w: {"message_id": w.ids["DMM"]}),
+    Case("GET", "/api/channels/{CH}/messages", WS_READ),
+    Case("GET", "/api/channels/{PC2}/messages", PC2_READ),
+    Case("GET", "/api/channels/{DM}/messages", MEMBER_ONLY),
+    Case("POST", "/api/channels/{CH}/messages", MEMBER_WRITE_201, {"content": "hi"}),
+    Case("POST", "/api/channels/{PC}/messages", MEMBER_WRITE_201, {"content": "hi"}),
+    Case(
+        "POST", "/api/channels/{PC2}/messages", (R401, 404, 404, 201, 403, 404), {"content": "hi"}
+    ),
+    Case("POST", "/api/channels/{DM}/messages", (R401, 404, 404, 201, 404, 404), {"content": "hi"}),
+    Case("GET", "/api/messages/{M}", WS_READ),
+    Case("GET", "/api/messages/{PM2}", MEMBER_ONLY),
+    Case("GET", "/api/messages/{DMM}", MEMBER_ONLY),
+    Case("PATCH", "/api/messages/{M}", (R401, 404, 403, 200, 403, 404), {"content": "edited"}),
+    Case("PATCH", "/api/messages/{DMM}", MEMBER_ONLY, {"content": "edited"}),
+    Case("DELETE", "/api/messages/{M}", (R401, 404, 403, 204, 204, 404)),
+    Case("DELETE", "/api/messages/{DMM}", (R401, 404, 404, 204, 404, 404)),
+    Case("PUT", "/api/messages/{M}/reactions/thumbsup", MEMBER_WRITE),
+    Case("PUT", "/api/messages/{PM2}/reactions/thumbsup", MEMBER_ONLY),
+    Case("DELETE", "/api/messages/{M}/reactions/thumbsup", (R401, 404, 403, 204, 204, 404)),
+    Case("GET", "/api/workspaces/{W}/search", WS_READ, query="?q=hello"),
+    Case("GET", "/api/events", WS_READ, query="?topic=channel:{CH}"),
+    Case("GET", "/api/events", (R401, 404, 200, 200, 200, 404), query="?topic=channel:{PC}"),
+    Case("GET", "/api/events", MEMBER_ONLY, query="?topic=channel:{PC2}"),
+    Case("GET", "/api/events", MEMBER_ONLY, query="?topic=channel:{DM}"),
+]
+CASES += [Case(c.method, c.path, c.expect, c.body, c.query, chat=True) for c in CHAT_CASES]
+
 
 @pytest.mark.parametrize("role", ROLES)
 @pytest.mark.parametrize("case", CASES, ids=[c.label for c in CASES])
 async def test_route_as_role(client, app, case: Case, role: str):
-    world = await build_world(client, app)
+    world = await build_world(client, app, chat=case.chat)
     body = case.body(world) if callable(case.body) else case.body
     response = await world.call(role, case.method, case.path + case.query, json=body)
     expected = case.expect[ROLES.index(role)]
@@ -150,8 +226,13 @@ async def test_route_as_role(client, app, case: Case, role: str):
                 401: "not_authenticated",
                 403: "forbidden",
                 404: "not_found",
+                409: "conflict",
             }[expected]
         )
+
+
+def case_ids(path: str) -> list[str]:
+    return re.findall(r"{(\w+)}", path)
 
 
 def test_matrix_covers_every_route(app):
@@ -167,16 +248,16 @@ def test_matrix_covers_every_route(app):
         "/api/tasks",
         "/api/columns",
         "/api/me",
+        "/api/channels",
+        "/api/messages",
     )
     routes = [r for r in app.routes if getattr(r, "path", "").startswith(prefixes)]
     placeholder = "01a20000-0000-7000-8000-000000000000"
     covered = set()
     for case in CASES:
         path = case.path
-        for name in ("W", "W2", "T", "T2", "P", "P2", "Q", "I", "I2", "TK", "QT", "C_done", "C"):
+        for name in case_ids(path):
             path = path.replace("{" + name + "}", placeholder)
-        path = path.replace("{bystander_id}", placeholder).replace("{teammate_id}", placeholder)
-        path = path.replace("{member_id}", placeholder)
         scope = {"type": "http", "path": path, "method": case.method}
         for route in routes:
             if route.matches(scope)[0] is Match.FULL:

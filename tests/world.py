@@ -11,6 +11,12 @@
   team T2 and an invitation I2;
 * P's columns C (todo), C_doing, C_done; task TK in P and QT in Q (both by ``admin``).
 
+With ``chat=True`` also (see :func:`add_chat`): public channel CH (by ``admin``),
+private channel PC (by ``admin``, with ``member`` and ``viewer``), private channel PC2
+(by ``bystander``, with ``member``; ``admin`` is not in it), DM (``member`` and
+``bystander``), messages M (in CH), PM2 (in PC2) and DMM (in DM), all by ``member``,
+and channel CH2 in W2.
+
 Users are inserted directly (one shared password hash) and get access tokens minted
 with the test secret, which keeps a world cheap enough to build per test.
 """
@@ -76,7 +82,7 @@ async def add_user(
     return fields, {"Authorization": f"Bearer {token}"}
 
 
-async def build_world(client: httpx.AsyncClient, app: FastAPI) -> World:
+async def build_world(client: httpx.AsyncClient, app: FastAPI, *, chat: bool = False) -> World:
     world = World(client=client, app=app)
     world.headers["anonymous"] = {}
     for name in ("admin", "member", "viewer", "outsider", "bystander", "teammate", "newcomer"):
@@ -170,7 +176,44 @@ async def build_world(client: httpx.AsyncClient, app: FastAPI) -> World:
             json={"email": "x@example.com"},
         )
     )["id"]
+    if chat:
+        await add_chat(world)
     return world
+
+
+async def add_chat(world: World) -> None:
+    async def channel(role: str, wid: str, **body: Any) -> str:
+        created = await world.ok(
+            role, "POST", f"/api/workspaces/{{{wid}}}/channels", 201, json=body
+        )
+        return str(created["id"])
+
+    async def message(channel: str, content: str) -> str:
+        posted = await world.ok(
+            "member",
+            "POST",
+            f"/api/channels/{{{channel}}}/messages",
+            201,
+            json={"content": content},
+        )
+        return str(posted["id"])
+
+    ids = world.ids
+    ids["CH"] = await channel("admin", "W", name="general")
+    ids["PC"] = await channel(
+        "admin", "W", name="core", is_private=True, member_ids=[ids["member_id"], ids["viewer_id"]]
+    )
+    ids["PC2"] = await channel(
+        "bystander", "W", name="side", is_private=True, member_ids=[ids["member_id"]]
+    )
+    dm = await world.ok(
+        "member", "POST", "/api/workspaces/{W}/dms", 201, json={"user_ids": [ids["bystander_id"]]}
+    )
+    ids["DM"] = dm["id"]
+    ids["M"] = await message("CH", "hello everyone")
+    ids["PM2"] = await message("PC2", "side talk")
+    ids["DMM"] = await message("DM", "just us")
+    ids["CH2"] = await channel("outsider", "W2", name="elsewhere")
 
 
 def unknown_id() -> str:

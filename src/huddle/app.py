@@ -14,6 +14,7 @@ from huddle.admin.routes import router as admin_router
 from huddle.auth.external import ExternalTokenVerifier
 from huddle.auth.routes import router as auth_router
 from huddle.auth.service import AuthRuntime
+from huddle.chat.routes import router as chat_router
 from huddle.config import Settings
 from huddle.core.background import BackgroundRunner
 from huddle.core.cache import MemoryScopedCache, RedisScopedCache
@@ -32,6 +33,7 @@ from huddle.events.dispatcher import Dispatcher
 from huddle.events.routes import router as event_router
 from huddle.health import router as health_router
 from huddle.projects.routes import router as project_router
+from huddle.search.routes import router as search_router
 from huddle.tasks.routes import router as task_router
 from huddle.workspaces.invitations import Mailer
 from huddle.workspaces.routes import router as workspace_router
@@ -109,6 +111,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(workspace_router)
     app.include_router(project_router)
     app.include_router(task_router)
+    app.include_router(chat_router)
+    app.include_router(search_router)
     app.include_router(event_router)
     app.include_router(admin_router)
     return app

@@ -128,6 +128,14 @@ def cmd_createsuperuser(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_vacuum(_args: argparse.Namespace) -> int:
+    from huddle.search.maintenance import vacuum
+
+    asyncio.run(vacuum(_load_settings()))
+    print("huddle: database vacuumed, search indexes rebuilt")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="huddle", description="Huddle collaboration server")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -140,6 +148,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     migrate = sub.add_parser("migrate", help="apply pending database migrations")
     migrate.set_defaults(func=cmd_migrate)
+
+    vac = sub.add_parser(
+        "vacuum", help="compact the database (SQLite: then rebuild the search indexes)"
+    )
+    vac.set_defaults(func=cmd_vacuum)
 
     su = sub.add_parser("createsuperuser", help="create a site superuser")
     su.add_argument("--email", required=True)

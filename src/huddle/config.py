@@ -79,6 +79,7 @@ class Settings(BaseSettings):
 
     rate_login: str = "10/15m"
     rate_register: str = "20/1h"
+    rate_messages: str = "60/1m"
 
     public_url: str = "http://127.0.0.1:8000"
     invitation_ttl_days: int = Field(default=7, ge=1, le=365)
@@ -107,7 +108,7 @@ class Settings(BaseSettings):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
-    @field_validator("rate_login", "rate_register")
+    @field_validator("rate_login", "rate_register", "rate_messages")
     @classmethod
     def _check_rate(cls, value: str) -> str:
         Rate.parse(value)
@@ -134,6 +135,10 @@ class Settings(BaseSettings):
     @cached_property
     def register_rate(self) -> Rate:
         return Rate.parse(self.rate_register)
+
+    @cached_property
+    def message_rate(self) -> Rate:
+        return Rate.parse(self.rate_messages)
 
     @property
     def is_sqlite(self) -> bool:

@@ -1,6 +1,7 @@
 """Imports every domain's models so Alembic and the tests see one metadata."""
 
 from huddle.auth import models as auth_models  # noqa: F401
+from huddle.chat import models as chat_models  # noqa: F401
 from huddle.core.models import Base
 from huddle.events import models as event_models  # noqa: F401
 from huddle.projects import models as project_models  # noqa: F401

@@ -4,7 +4,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from huddle.core.db import Database
-from huddle.core.migrate import current_revision, head_revision
+from huddle.core.migrate import current_revision, head_revision, include_object
 from huddle.registry import metadata
 
 
@@ -15,7 +15,10 @@ async def test_models_and_migrations_agree(settings):
         async with db.engine.connect() as conn:
             diff = await conn.run_sync(
                 lambda sync: compare_metadata(
-                    MigrationContext.configure(sync, opts={"compare_type": True}), metadata
+                    MigrationContext.configure(
+                        sync, opts={"compare_type": True, "include_object": include_object}
+                    ),
+                    metadata,
                 )
             )
         assert diff == [], f"models differ from migrations; add a revision: {diff}"

@@ -6,7 +6,8 @@ Every route, and later the WebSocket gateway and the AI/MCP tools, resolve acces
   role on it. A resource the caller may not see is :class:`NotFound` (no existence
   leaks); ``.require(role)`` turns "visible but not allowed" into :class:`Forbidden`.
 * :func:`visible_projects` is the query every project list starts from.
-* :func:`can_read_topic` / :func:`readable_topics` decide who reads which events.
+* channels (:mod:`huddle.access.channels`) and event topics (:mod:`huddle.access.topics`)
+  build on these.
 
 Effective project role (DESIGN.md §4): on a public project the higher of the workspace
 role and any grant (to the user or a team they are in); on a private project workspace
@@ -32,7 +33,6 @@ from huddle.auth.models import User
 from huddle.core.cache import MISSING, ScopedCache
 from huddle.core.db import SESSION_STARTED, after_commit
 from huddle.core.errors import Forbidden, NotFound
-from huddle.events import topics
 from huddle.projects.models import Project, ProjectPermission
 from huddle.workspaces.models import Membership, TeamMember, Workspace
 
@@ -124,7 +124,7 @@ async def workspace_role(
     return await _cached(session, cache, workspace_id, f"w:{user_id}", compute)
 
 
-def _user_teams(user_id: uuid.UUID) -> Select[uuid.UUID]:
+def user_teams(user_id: uuid.UUID) -> Select[uuid.UUID]:
     return select(TeamMember.team_id).where(TeamMember.user_id == user_id)
 
 
@@ -146,7 +146,7 @@ async def best_grants(
             ProjectPermission.project_id.in_(project_ids),
             or_(
                 ProjectPermission.user_id == user_id,
-                ProjectPermission.team_id.in_(_user_teams(user_id)),
+                ProjectPermission.team_id.in_(user_teams(user_id)),
             ),
         )
     )
@@ -223,7 +223,7 @@ def visible_projects(workspace_id: uuid.UUID, user_id: uuid.UUID, ws_role: Role)
     if ws_role is Role.admin:
         return query
     return query.where(
-        or_(Project.is_private.is_(False), Project.id.in_(_granted_projects(user_id)))
+        or_(Project.is_private.is_(False), Project.id.in_(granted_projects(user_id)))
     )
 
 
@@ -242,79 +242,19 @@ def visible_project_ids(user_id: uuid.UUID) -> Select[uuid.UUID]:
             or_(
                 Project.is_private.is_(False),
                 Membership.role == Role.admin,
-                Project.id.in_(_granted_projects(user_id)),
+                Project.id.in_(granted_projects(user_id)),
             ),
         )
     )
 
 
-def _granted_projects(user_id: uuid.UUID) -> Select[uuid.UUID]:
+def granted_projects(user_id: uuid.UUID) -> Select[uuid.UUID]:
     return select(ProjectPermission.project_id).where(
         or_(
             ProjectPermission.user_id == user_id,
-            ProjectPermission.team_id.in_(_user_teams(user_id)),
+            ProjectPermission.team_id.in_(user_teams(user_id)),
         )
     )
-
-
-# --- event topics -------------------------------------------------------------------------
-
-
-async def can_read_topic(
-    session: AsyncSession, cache: ScopedCache, user_id: uuid.UUID, topic: str
-) -> bool:
-    """Whether the user may read events on ``topic``.
-
-    Deleted workspaces and projects keep their history readable to those who could see
-    them, so the ``*.deleted`` event itself is not lost.
-    """
-    parsed = topics.parse(topic)
-    if parsed is None:
-        return False
-    kind, ident = parsed
-    if kind == "user":
-        return ident == user_id
-    if kind in ("workspace", "workspace_admin"):
-        role = await workspace_role(session, cache, ident, user_id)
-        return role is not None and (kind == "workspace" or role is Role.admin)
-    if kind == "project":
-        project = await session.get(Project, ident)
-        if project is None:
-            return False
-        role, _ = await project_role(session, cache, project, user_id)
-        return role is not None
-    return False
-
-
-async def readable_topics(session: AsyncSession, user_id: uuid.UUID) -> set[str]:
-    """Every topic the user may read (for the unfiltered event feed)."""
-    result: set[str] = {topics.user(user_id)}
-    memberships = (
-        await session.execute(
-            select(Membership.workspace_id, Membership.role).where(Membership.user_id == user_id)
-        )
-    ).all()
-    for workspace_id, role in memberships:
-        result.add(topics.workspace(workspace_id))
-        if role is Role.admin:
-            result.add(topics.workspace_admin(workspace_id))
-    if not memberships:
-        return result
-    admin_of = [w for w, r in memberships if r is Role.admin]
-    granted = _granted_projects(user_id)
-    # Deleted projects included: their history stays readable to those who could see them.
-    project_ids = await session.scalars(
-        select(Project.id).where(
-            Project.workspace_id.in_([w for w, _ in memberships]),
-            or_(
-                Project.is_private.is_(False),
-                Project.workspace_id.in_(admin_of),
-                Project.id.in_(granted),
-            ),
-        )
-    )
-    result.update(topics.project(pid) for pid in project_ids)
-    return result
 
 
 async def lock_workspace(session: AsyncSession, workspace_id: uuid.UUID) -> None:
@@ -327,6 +267,15 @@ async def lock_workspace(session: AsyncSession, workspace_id: uuid.UUID) -> None
 async def lock_project(session: AsyncSession, project_id: uuid.UUID) -> None:
     """Serialise changes to a project's grants and board columns (row lock on PostgreSQL)."""
     await session.execute(select(Project.id).where(Project.id == project_id).with_for_update())
+
+
+async def share_project(session: AsyncSession, project_id: uuid.UUID) -> None:
+    """Take, up front, the KEY SHARE lock on the project row that inserting a task takes
+    anyway (its foreign key). Taken later, after the column lock, it would invert the
+    order column changes use (project FOR UPDATE, then columns) and could deadlock."""
+    await session.execute(
+        select(Project.id).where(Project.id == project_id).with_for_update(key_share=True)
+    )
 
 
 async def count_admins(session: AsyncSession, workspace_id: uuid.UUID) -> int:

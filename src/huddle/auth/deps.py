@@ -13,6 +13,7 @@ every kind of token.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Annotated
 
@@ -21,6 +22,7 @@ from fastapi import BackgroundTasks, Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.datastructures import State
 
 from huddle.auth.external import ALGORITHMS, ExternalTokenVerifier
 from huddle.auth.models import ApiToken, User
@@ -51,9 +53,10 @@ async def _touch_api_token(db: Database, token_id: uuid.UUID) -> None:
         await session.commit()
 
 
-async def _user_from_api_token(
-    session: AsyncSession, request: Request, background: BackgroundTasks, token: str
-) -> User:
+TouchToken = Callable[[uuid.UUID], None]
+
+
+async def _user_from_api_token(session: AsyncSession, touch: TouchToken, token: str) -> User:
     row = (
         await session.execute(
             select(ApiToken, User)
@@ -70,26 +73,26 @@ async def _user_from_api_token(
     if api_token.expires_at is not None and api_token.expires_at <= now:
         raise InvalidToken("API token expired")
     if api_token.last_used_at is None or now - api_token.last_used_at > _TOUCH_EVERY:
-        background.add_task(_touch_api_token, request.app.state.db, api_token.id)
+        touch(api_token.id)
     return user
 
 
-async def _user_from_jwt(session: AsyncSession, request: Request, token: str) -> User:
+async def _user_from_jwt(session: AsyncSession, state: State, token: str) -> User:
     try:
         header = jwt.get_unverified_header(token)
     except jwt.PyJWTError as exc:
         raise InvalidToken() from exc
     alg = header.get("alg")
     if alg == ACCESS_ALGORITHM:
-        claims = decode_access_token(token, request.app.state.settings.signing_key)
+        claims = decode_access_token(token, state.settings.signing_key)
         try:
             user_id = uuid.UUID(str(claims["sub"]))
         except ValueError as exc:
             raise InvalidToken() from exc
-    elif alg in ALGORITHMS and request.app.state.external_verifier is not None:
-        verifier: ExternalTokenVerifier = request.app.state.external_verifier
+    elif alg in ALGORITHMS and state.external_verifier is not None:
+        verifier: ExternalTokenVerifier = state.external_verifier
         claims = await verifier.verify(token, header)
-        user_id = await verifier.user_id_for(claims, request.app.state.db.write_session)
+        user_id = await verifier.user_id_for(claims, state.db.write_session)
     else:
         raise InvalidToken("Unsupported token algorithm")
     user = await session.get(User, user_id)
@@ -107,16 +110,30 @@ async def get_current_user(
     """The active user behind the request's Bearer token (401 otherwise)."""
     if credentials is None:
         raise NotAuthenticated()
-    token = credentials.credentials.strip()
+
+    def touch(token_id: uuid.UUID) -> None:
+        background.add_task(_touch_api_token, request.app.state.db, token_id)
+
+    user = await user_for_token(session, request.app.state, credentials.credentials, touch)
+    request.state.user_id = user.id
+    return user
+
+
+async def user_for_token(
+    session: AsyncSession, state: State, token: str, touch: TouchToken
+) -> User:
+    """The active user behind a Bearer token (access JWT, API token or external JWT);
+    :class:`InvalidToken` otherwise. ``state`` is the app's state; ``touch`` records an
+    API token's use later. Shared by HTTP requests and the WebSocket handshake."""
+    token = token.strip()
     if not token or len(token) > 8192:
         raise InvalidToken()
     if token.startswith(API_TOKEN_PREFIX):
-        user = await _user_from_api_token(session, request, background, token)
+        user = await _user_from_api_token(session, touch, token)
     else:
-        user = await _user_from_jwt(session, request, token)
+        user = await _user_from_jwt(session, state, token)
     if not user.is_active:
         raise InvalidToken("Account is deactivated")
-    request.state.user_id = user.id
     return user
 
 

@@ -21,6 +21,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -32,6 +33,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from starlette.datastructures import State
 
 from huddle.config import Settings
 from huddle.core.errors import AppError
@@ -168,17 +170,20 @@ def discard_hooks(session: AsyncSession) -> None:
     session.info.pop(_AFTER_COMMIT, None)
 
 
-async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
-    """The request's session: committed after the endpoint returns, before the response.
+@asynccontextmanager
+async def unit_of_work(state: State, *, write: bool) -> AsyncIterator[AsyncSession]:
+    """One transaction of service work: committed when the block ends (then the
+    after-commit hooks run), rolled back on an exception. HTTP requests get theirs from
+    :func:`get_session`; the WebSocket gateway and background callers use this directly.
 
     An :class:`AppError` with ``keep_changes`` commits the work done so far; any other
     exception rolls back.
     """
-    db: Database = request.app.state.db
-    factory = db.read_session if request.method in _SAFE_METHODS else db.write_session
+    db: Database = state.db
+    factory = db.write_session if write else db.read_session
     async with factory() as session:
         # Services record events; once this transaction commits the dispatcher is woken.
-        session.info["huddle.wake_dispatcher"] = request.app.state.wake_dispatcher
+        session.info["huddle.wake_dispatcher"] = state.wake_dispatcher
         session.info[SESSION_STARTED] = time.time()
         try:
             yield session
@@ -194,6 +199,13 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
             await session.rollback()
             raise
         await commit(session)
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """The request's session: committed after the endpoint returns, before the response."""
+    write = request.method not in _SAFE_METHODS
+    async with unit_of_work(request.app.state, write=write) as session:
+        yield session
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]

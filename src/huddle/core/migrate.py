@@ -46,3 +46,14 @@ async def pending(settings: Settings) -> tuple[str | None, str | None]:
         return await current_revision(engine), head_revision()
     finally:
         await engine.dispose()
+
+
+def include_object(
+    obj: object, name: str | None, type_: str, reflected: bool, compare_to: object
+) -> bool:
+    """What autogenerate compares: everything but full-text search, which is
+    dialect-specific DDL (SQLite FTS5 tables and their shadow tables, PostgreSQL GIN
+    expression indexes named ``*_search``) written by hand in the chat-and-search revision."""
+    if type_ == "table" and name and "_fts" in name:
+        return False
+    return not (type_ == "index" and name and name.endswith("_search"))

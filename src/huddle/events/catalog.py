@@ -9,6 +9,14 @@ from __future__ import annotations
 from pydantic import BaseModel
 
 from huddle.auth.schemas import UserRead
+from huddle.chat.schemas import (
+    ChannelMemberEventData,
+    ChannelRead,
+    MentionData,
+    MessageData,
+    ReactionEventData,
+    ReadState,
+)
 from huddle.projects.schemas import GrantRead, ProjectData
 from huddle.tasks.schemas import (
     ColumnDeleted,
@@ -59,6 +67,18 @@ CATALOG: dict[str, type[BaseModel]] = {
     "column.reordered": ColumnsReordered,
     "column.deleted": ColumnDeleted,
     "column.rebalanced": ColumnRebalanced,
+    "channel.created": ChannelRead,
+    "channel.updated": ChannelRead,
+    "channel.deleted": ChannelRead,
+    "channel.member_added": ChannelMemberEventData,
+    "channel.member_removed": ChannelMemberEventData,
+    "channel.read": ReadState,
+    "message.created": MessageData,
+    "message.updated": MessageData,
+    "message.deleted": MessageData,
+    "reaction.added": ReactionEventData,
+    "reaction.removed": ReactionEventData,
+    "mention": MentionData,
     "user.updated": UserRead,
     "user.deleted": DeletedData,
 }

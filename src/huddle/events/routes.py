@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 from pydantic import AfterValidator
 
 from huddle.access.deps import CurrentCaller, RoleCache
-from huddle.access.service import can_read_topic, readable_topics
+from huddle.access.topics import can_read_topic, readable_topics
 from huddle.core.db import SessionDep
 from huddle.core.errors import ERROR_RESPONSES, NotFound
 from huddle.core.validation import clean_text

@@ -17,6 +17,10 @@ def project(project_id: uuid.UUID) -> str:
     return f"project:{project_id}"
 
 
+def channel(channel_id: uuid.UUID) -> str:
+    return f"channel:{channel_id}"
+
+
 def user(user_id: uuid.UUID) -> str:
     return f"user:{user_id}"
 

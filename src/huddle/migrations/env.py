@@ -11,6 +11,7 @@ from sqlalchemy.engine import Connection
 
 from huddle.config import Settings
 from huddle.core.db import create_engine
+from huddle.core.migrate import include_object
 from huddle.core.models import UTCDateTime
 from huddle.registry import metadata
 
@@ -36,6 +37,7 @@ def _configure(connection: Connection | None = None, **kwargs: Any) -> None:
         render_as_batch=True,
         compare_type=True,
         render_item=_render_item,
+        include_object=include_object,
         **kwargs,
     )
 

@@ -19,6 +19,7 @@ from huddle.access.service import (
     roles_changed,
     visible_projects,
 )
+from huddle.chat import channels as chat_channels
 from huddle.core.cache import ScopedCache
 from huddle.core.errors import NotFound, ValidationFailed
 from huddle.core.pagination import PageParams, paginate
@@ -135,6 +136,7 @@ async def delete_project(session: AsyncSession, caller: Caller, access: ProjectA
     access.project.deleted_at = utcnow()
     await session.flush()
     await _record(session, caller, "project.deleted", access.project)
+    await chat_channels.close_project_channels(session, caller, access.project.id)
 
 
 # --- grants -------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from huddle.access.deps import Caller
 from huddle.access.roles import Role
-from huddle.access.service import ProjectAccess, project_role
+from huddle.access.service import ProjectAccess, project_role, share_project
 from huddle.core.cache import ScopedCache
 from huddle.core.errors import Conflict, NotFound, PreconditionFailed, ValidationFailed
 from huddle.core.time import utcnow
@@ -132,6 +132,7 @@ async def create_task(
     else:
         column = (await list_columns(session, access.project.id))[0]
     await _check_assignee(session, cache, access.project, data.assignee_id)
+    await share_project(session, access.project.id)
     await lock_columns(session, {column.id})
     task = Task(
         project_id=access.project.id,

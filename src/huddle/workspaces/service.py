@@ -13,6 +13,7 @@ from huddle.access.deps import Caller
 from huddle.access.roles import Role
 from huddle.access.service import WorkspaceAccess, count_admins, lock_workspace, roles_changed
 from huddle.auth.models import User
+from huddle.chat import channels as chat_channels
 from huddle.core.cache import ScopedCache
 from huddle.core.errors import Conflict, NotFound
 from huddle.core.pagination import PageParams, paginate
@@ -288,9 +289,11 @@ async def remove_member(
     membership, user = await _membership(session, access.workspace.id, user_id)
     await _ensure_another_admin(session, membership, user)
     await _record_member(session, caller, "member.removed", membership, user)
-    # Their teams and project grants in this workspace go with them, so rejoining
-    # later starts from the role given then, not from forgotten grants.
+    # Their teams, project grants and private channels in this workspace go with them,
+    # so rejoining later starts from the role given then, not from forgotten grants.
+    # (DMs stay: they are the person's own conversations, invisible while they are out.)
     workspace_id = access.workspace.id
+    await chat_channels.leave_workspace(session, caller, workspace_id, user_id)
     await session.execute(
         delete(TeamMember).where(
             TeamMember.user_id == user_id,

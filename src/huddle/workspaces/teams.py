@@ -198,15 +198,3 @@ async def remove_team_member(
     await session.delete(row)
     await session.flush()
     roles_changed(session, cache, team.workspace_id)
-
-
-async def team_members_of(
-    session: AsyncSession, workspace_id: uuid.UUID, handle: str
-) -> list[uuid.UUID]:
-    """The user ids an ``@handle`` mention of a team reaches (used by chat)."""
-    rows = await session.scalars(
-        select(TeamMember.user_id)
-        .join(Team, Team.id == TeamMember.team_id)
-        .where(Team.workspace_id == workspace_id, Team.handle == handle.lower())
-    )
-    return list(rows)
