@@ -33,6 +33,18 @@ from huddle.events.dispatcher import Dispatcher
 from huddle.events.routes import router as event_router
 from huddle.health import router as health_router
 from huddle.projects.routes import router as project_router
+from huddle.realtime.fanout import Fanout, LocalFanout, RedisFanout
+from huddle.realtime.gateway import router as gateway_router
+from huddle.realtime.hub import Hub
+from huddle.realtime.state import (
+    Calls,
+    MemoryCalls,
+    MemoryPresence,
+    Presence,
+    RedisCalls,
+    RedisPresence,
+)
+from huddle.realtime.turn import router as turn_router
 from huddle.search.routes import router as search_router
 from huddle.tasks.routes import router as task_router
 from huddle.workspaces.invitations import Mailer
@@ -58,6 +70,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         verifier = ExternalTokenVerifier(settings) if settings.external_jwt_enabled else None
         runner = BackgroundRunner()
         bus = MemoryBus()
+        ttl = settings.ws_heartbeat * 3
+        fanout: Fanout
+        presence: Presence
+        calls: Calls
+        if redis is not None and settings.redis_url:
+            fanout = RedisFanout(settings.redis_url, settings.redis_key_prefix)
+            presence = RedisPresence(redis, settings.redis_key_prefix, ttl)
+            calls = RedisCalls(redis, settings.redis_key_prefix, ttl)
+        else:
+            fanout, presence, calls = LocalFanout(), MemoryPresence(), MemoryCalls()
         dispatcher = Dispatcher(db, bus, settings.event_poll_interval)
         app.state.db = db
         app.state.redis = redis
@@ -75,11 +97,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.bus = bus
         app.state.dispatcher = dispatcher
         app.state.wake_dispatcher = dispatcher.wake
+        hub = Hub(app.state, fanout, presence, calls)
+        app.state.hub = hub
+        await fanout.start(bus, hub)
         dispatcher.start()
         try:
             yield
         finally:
             await dispatcher.stop()
+            await fanout.stop()
             await runner.drain()
             if verifier is not None:
                 await verifier.aclose()
@@ -115,4 +141,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(search_router)
     app.include_router(event_router)
     app.include_router(admin_router)
+    app.include_router(turn_router)
+    app.include_router(gateway_router)
     return app

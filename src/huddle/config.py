@@ -96,12 +96,25 @@ class Settings(BaseSettings):
     event_poll_interval: float = Field(default=1.0, gt=0, description="seconds")
     role_cache_ttl: int = Field(default=300, ge=1, description="seconds")
 
+    # WebSocket gateway (/ws)
+    ws_auth_timeout: float = Field(default=5.0, gt=0, description="seconds to send auth")
+    ws_send_queue: int = Field(default=1024, ge=8, description="frames queued per socket")
+    ws_heartbeat: float = Field(default=25.0, gt=0, description="seconds between heartbeats")
+    ws_replay_limit: int = Field(default=5000, ge=1, description="events a resume replays")
+    ws_max_frame_kb: int = Field(default=64, ge=1, description="largest client frame")
+    ws_max_subscriptions: int = Field(default=500, ge=1)
+
+    # TURN (coturn REST API credentials for WebRTC calls)
+    turn_secret: str | None = None
+    turn_uris: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    turn_ttl: int = Field(default=86400, ge=60, le=7 * 86400, description="seconds")
+
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # Addresses/networks of reverse proxies whose X-Forwarded-For/-Proto are believed.
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
     log_level: str = "INFO"
 
-    @field_validator("cors_origins", "trusted_proxies", mode="before")
+    @field_validator("cors_origins", "trusted_proxies", "turn_uris", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:
         if isinstance(value, str):
@@ -123,6 +136,7 @@ class Settings(BaseSettings):
         "smtp_host",
         "smtp_username",
         "smtp_password",
+        "turn_secret",
     )
     @classmethod
     def _blank_is_none(cls, value: str | None) -> str | None:

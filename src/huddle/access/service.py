@@ -68,6 +68,12 @@ def _cache_usable(session: AsyncSession, workspace_id: uuid.UUID) -> bool:
     return workspace_id not in session.info.get(_DIRTY, set())
 
 
+def bypass_cache(session: AsyncSession, workspace_id: uuid.UUID) -> None:
+    """Read this workspace's roles from the database in this session, not the cache
+    (a check that must see a change whose cache invalidation may still be in flight)."""
+    session.info.setdefault(_DIRTY, set()).add(workspace_id)
+
+
 def roles_changed(session: AsyncSession, cache: ScopedCache, workspace_id: uuid.UUID) -> None:
     """Memberships, teams or grants of this workspace change in this transaction."""
     session.info.setdefault(_DIRTY, set()).add(workspace_id)

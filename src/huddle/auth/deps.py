@@ -44,7 +44,7 @@ def get_runtime(request: Request) -> AuthRuntime:
 AuthRuntimeDep = Annotated[AuthRuntime, Depends(get_runtime)]
 
 
-async def _touch_api_token(db: Database, token_id: uuid.UUID) -> None:
+async def touch_api_token(db: Database, token_id: uuid.UUID) -> None:
     """Record ``last_used_at`` after the response, in its own short transaction."""
     async with db.write_session() as session:
         await session.execute(
@@ -112,7 +112,7 @@ async def get_current_user(
         raise NotAuthenticated()
 
     def touch(token_id: uuid.UUID) -> None:
-        background.add_task(_touch_api_token, request.app.state.db, token_id)
+        background.add_task(touch_api_token, request.app.state.db, token_id)
 
     user = await user_for_token(session, request.app.state, credentials.credentials, touch)
     request.state.user_id = user.id

@@ -1,0 +1,223 @@
+"""The connection hub of one server process: who is subscribed to what, and fan-out.
+
+Delivery never waits on a socket: an event is serialised once (by the fan-out) and the
+same text is queued on every subscribed connection; a connection whose queue is full is
+closed (see :mod:`huddle.realtime.connection`).
+
+Permissions are checked when a socket subscribes. Events that change who may read
+what (a member removed or demoted, a grant or team change, a project made private, a
+private channel's member removed, an account deactivated) make the hub re-check the
+affected sockets' subscriptions against the database — before it delivers that event
+or any later one — so a removed member stops receiving at once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections import defaultdict
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.datastructures import State
+
+from huddle.access.service import bypass_cache
+from huddle.access.topics import can_read_topic
+from huddle.core.db import unit_of_work
+from huddle.events import topics
+from huddle.events.schemas import Envelope
+from huddle.realtime.connection import Connection
+from huddle.realtime.fanout import Fanout, Route
+from huddle.realtime.state import Calls, Presence
+
+log = logging.getLogger("huddle.realtime")
+
+CLOSE_ACCOUNT_GONE = 4401
+
+# Event type → where in its data the affected user is (None: anyone in the workspace).
+ACCESS_EVENTS: dict[str, tuple[str, ...] | None] = {
+    "member.removed": ("user", "id"),
+    "member.role_changed": ("user", "id"),
+    "team.member_added": ("user", "id"),
+    "team.member_removed": ("user", "id"),
+    "team.deleted": None,
+    "project.permission_set": ("user_id",),
+    "project.permission_removed": ("user_id",),
+    "project.updated": None,
+    "channel.member_removed": ("user_id",),
+}
+
+
+def _dig(data: dict[str, Any], path: tuple[str, ...]) -> Any:
+    value: Any = data
+    for key in path:
+        value = value.get(key) if isinstance(value, dict) else None
+    return value
+
+
+class Hub:
+    def __init__(self, state: State, fanout: Fanout, presence: Presence, calls: Calls) -> None:
+        self.state = state
+        self.fanout = fanout
+        self.presence = presence
+        self.calls = calls
+        self._by_topic: dict[str, set[Connection]] = defaultdict(set)
+        self._by_user: dict[uuid.UUID, set[Connection]] = defaultdict(set)
+        # Bumped (synchronously) whenever access in a workspace changes; a subscription
+        # checked under an older epoch is checked again.
+        self.epochs: dict[uuid.UUID, int] = defaultdict(int)
+
+    # --- registry -----------------------------------------------------------------------
+
+    @property
+    def connection_count(self) -> int:
+        return sum(len(c) for c in self._by_user.values())
+
+    async def add(self, conn: Connection) -> None:
+        self._by_user[conn.user_id].add(conn)
+        self._by_topic[topics.user(conn.user_id)].add(conn)
+        if await self.presence.connect(conn.user_id, conn.id):
+            await self._announce(conn, "online")
+
+    async def remove(self, conn: Connection) -> None:
+        for topic in list(conn.topics):
+            self.unsubscribe(conn, topic)
+        self._discard(self._by_topic, topics.user(conn.user_id), conn)
+        self._discard(self._by_user, conn.user_id, conn)
+        for channel_id in list(conn.calls):
+            await self.leave_call(conn, channel_id)
+        try:
+            if await self.presence.disconnect(conn.user_id, conn.id):
+                await self._announce(conn, "offline")
+        except Exception:
+            log.exception("presence update failed for %s", conn.user_id)
+
+    @staticmethod
+    def _discard(index: dict[Any, set[Connection]], key: Any, conn: Connection) -> None:
+        bucket = index.get(key)
+        if bucket is not None:
+            bucket.discard(conn)
+            if not bucket:
+                del index[key]
+
+    def subscribe(self, conn: Connection, topic: str, workspace_id: uuid.UUID | None) -> None:
+        conn.topics[topic] = workspace_id
+        self._by_topic[topic].add(conn)
+
+    def unsubscribe(self, conn: Connection, topic: str) -> None:
+        conn.topics.pop(topic, None)
+        if topic != topics.user(conn.user_id):
+            self._discard(self._by_topic, topic, conn)
+
+    # --- events ---------------------------------------------------------------------------
+
+    async def deliver_event(
+        self, seq: int, topic: str, event_type: str, raw: str, event: Envelope | None = None
+    ) -> None:
+        """Hand one published event to every local socket subscribed to its topic."""
+        if event_type in ACCESS_EVENTS or event_type in ("user.updated", "user.deleted"):
+            envelope = event or Envelope.model_validate_json(raw)
+            await self._access_changed(envelope)
+        subscribers = self._by_topic.get(topic)
+        if not subscribers:
+            return
+        frame = '{"type":"event","event":' + raw + "}"
+        for conn in list(subscribers):
+            conn.push_event(seq, frame)
+
+    async def _access_changed(self, event: Envelope) -> None:
+        if event.type in ("user.updated", "user.deleted"):
+            if event.type == "user.deleted" or not event.data.get("is_active", True):
+                for conn in list(self._by_user.get(event.subject_id or uuid.UUID(int=0), ())):
+                    conn.close(CLOSE_ACCOUNT_GONE, "account deactivated")
+            return
+        workspace_id = event.workspace_id
+        if workspace_id is None:
+            return
+        self.epochs[workspace_id] += 1
+        path = ACCESS_EVENTS[event.type]
+        user = _dig(event.data, path) if path else None
+        if user is not None:
+            affected = list(self._by_user.get(uuid.UUID(str(user)), ()))
+        else:
+            affected = [
+                c
+                for conns in self._by_user.values()
+                for c in conns
+                if workspace_id in c.topics.values()
+            ]
+        if affected:
+            await self.revalidate(affected, workspace_id)
+
+    async def revalidate(self, conns: list[Connection], workspace_id: uuid.UUID) -> None:
+        """Drop the subscriptions in ``workspace_id`` these sockets may no longer read."""
+        try:
+            async with unit_of_work(self.state, write=False) as session:
+                bypass_cache(session, workspace_id)
+                for conn in conns:
+                    await self._recheck(session, conn, workspace_id)
+        except Exception:
+            # Fail closed: when the check cannot run, drop the workspace's subscriptions.
+            log.exception("re-checking subscriptions failed; dropping them")
+            for conn in conns:
+                for topic, ws in list(conn.topics.items()):
+                    if ws == workspace_id:
+                        self._revoke(conn, topic)
+
+    async def _recheck(
+        self, session: AsyncSession, conn: Connection, workspace_id: uuid.UUID
+    ) -> None:
+        for topic, ws in list(conn.topics.items()):
+            if ws != workspace_id:
+                continue
+            if not await can_read_topic(session, self.state.role_cache, conn.user_id, topic):
+                self._revoke(conn, topic)
+
+    def _revoke(self, conn: Connection, topic: str) -> None:
+        self.unsubscribe(conn, topic)
+        conn.push(json.dumps({"type": "unsubscribed", "topic": topic, "reason": "access_revoked"}))
+
+    # --- ephemeral frames -----------------------------------------------------------------
+
+    def deliver_ephemeral(self, route: Route, frame: str) -> None:
+        """Typing, presence and call frames: to a topic's subscribers or one user's call."""
+        if route.topic is not None:
+            for conn in list(self._by_topic.get(route.topic, ())):
+                if str(conn.user_id) != route.exclude_user:
+                    conn.push(frame)
+        elif route.user_id is not None:
+            for conn in list(self._by_user.get(uuid.UUID(route.user_id), ())):
+                if route.call_channel is None or uuid.UUID(route.call_channel) in conn.calls:
+                    conn.push(frame)
+
+    async def _announce(self, conn: Connection, status: str) -> None:
+        for workspace_id in conn.workspaces:
+            frame = json.dumps(
+                {
+                    "type": "presence",
+                    "workspace_id": str(workspace_id),
+                    "user_id": str(conn.user_id),
+                    "status": status,
+                }
+            )
+            await self.fanout.ephemeral(Route(topic=topics.workspace(workspace_id)), frame)
+
+    # --- calls ----------------------------------------------------------------------------
+
+    async def broadcast_participants(self, channel_id: uuid.UUID, user_ids: list[str]) -> None:
+        frame = json.dumps(
+            {"type": "call.participants", "channel_id": str(channel_id), "user_ids": user_ids}
+        )
+        await self.fanout.ephemeral(Route(topic=topics.channel(channel_id)), frame)
+
+    async def leave_call(self, conn: Connection, channel_id: uuid.UUID) -> list[str] | None:
+        conn.calls.discard(channel_id)
+        try:
+            remaining = await self.calls.leave(channel_id, conn.user_id, conn.id)
+        except Exception:
+            log.exception("leaving call %s failed", channel_id)
+            return None
+        if remaining is not None:
+            await self.broadcast_participants(channel_id, remaining)
+        return remaining

@@ -1,0 +1,89 @@
+"""Bounded, fair delivery: a socket that stops reading is closed with 1013 and never
+slows the others; each event is serialised once for all sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+
+from starlette.websockets import WebSocketState
+
+from huddle.realtime.connection import CLOSE_TOO_SLOW, Connection
+from huddle.realtime.fanout import LocalFanout
+from huddle.realtime.hub import Hub
+from huddle.realtime.state import MemoryCalls, MemoryPresence
+
+
+class FakeSocket:
+    def __init__(self, stuck: bool = False) -> None:
+        self.application_state = WebSocketState.CONNECTED
+        self.sent: list[str] = []
+        self.closed_with: int | None = None
+        self.stuck = stuck
+        self._never = asyncio.Event()
+
+    async def send_text(self, text: str) -> None:
+        if self.stuck:
+            await self._never.wait()  # a client that stopped reading: send never finishes
+        self.sent.append(text)
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        self.closed_with = code
+        self.application_state = WebSocketState.DISCONNECTED
+
+
+async def wait_until(condition, timeout: float = 5.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.005)
+
+
+async def test_a_stuck_socket_is_closed_1013_and_others_get_everything():
+    hub = Hub(None, LocalFanout(), MemoryPresence(), MemoryCalls())  # type: ignore[arg-type]
+    stuck_ws, fast_ws = FakeSocket(stuck=True), FakeSocket()
+    stuck = Connection(stuck_ws, uuid.uuid4(), queue_size=8)  # type: ignore[arg-type]
+    fast = Connection(fast_ws, uuid.uuid4(), queue_size=8)  # type: ignore[arg-type]
+    for conn in (stuck, fast):
+        conn.start()
+        await hub.add(conn)
+        hub.subscribe(conn, "channel:x", None)
+    for seq in range(1, 201):
+        raw = json.dumps({"id": seq, "topic": "channel:x"})
+        await hub.deliver_event(seq, "channel:x", "message.created", raw)
+        await asyncio.sleep(0)  # let the fast writer run, as the event loop would
+    await wait_until(lambda: len(fast_ws.sent) == 200)
+    assert [json.loads(f)["event"]["id"] for f in fast_ws.sent] == list(range(1, 201))
+    await wait_until(lambda: stuck_ws.closed_with is not None)
+    assert stuck_ws.closed_with == CLOSE_TOO_SLOW and stuck.close_code == CLOSE_TOO_SLOW
+    assert fast.close_code is None
+    for conn in (stuck, fast):
+        await conn.finish()
+
+
+async def test_one_frame_text_is_shared_by_all_sockets():
+    hub = Hub(None, LocalFanout(), MemoryPresence(), MemoryCalls())  # type: ignore[arg-type]
+    sockets = [FakeSocket() for _ in range(3)]
+    conns = [Connection(ws, uuid.uuid4(), queue_size=8) for ws in sockets]  # type: ignore[arg-type]
+    for conn in conns:
+        await hub.add(conn)
+        hub.subscribe(conn, "project:p", None)
+    await hub.deliver_event(1, "project:p", "task.created", '{"id": 1}')
+    queued = [conn._queue.get_nowait() for conn in conns]
+    assert all(frame is queued[0] for frame in queued)  # the very same str object
+
+
+async def test_replay_and_live_never_send_an_event_twice():
+    ws = FakeSocket()
+    conn = Connection(ws, uuid.uuid4(), queue_size=64)  # type: ignore[arg-type]
+    conn.start()
+    conn.hold_live()
+    conn.push_event(5, "live-5")  # arrives while the replay reads the log
+    conn.push_event(6, "live-6")
+    for seq in (4, 5):
+        await conn.push_replayed(seq, f"replay-{seq}")
+    conn.release_live()
+    conn.push_event(6, "live-6-again")
+    await wait_until(lambda: len(ws.sent) == 3)
+    assert ws.sent == ["replay-4", "replay-5", "live-6"]
+    await conn.finish()
