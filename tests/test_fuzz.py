@@ -31,7 +31,13 @@ def fuzz_server(database_url, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("fuzz")
     srv = Server(
         huddle_env(
-            tmp, database_url=database_url, rate_login="100000/1m", rate_register="100000/1m"
+            tmp,
+            database_url=database_url,
+            rate_login="100000/1m",
+            rate_register="100000/1m",
+            # A TURN secret, so the credentials route answers 200 (503 without one is
+            # documented and tested in tests/realtime/test_calls.py).
+            turn_secret="fuzz-turn-secret",
         ),
         tmp,
     )

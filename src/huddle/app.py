@@ -99,6 +99,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.wake_dispatcher = dispatcher.wake
         hub = Hub(app.state, fanout, presence, calls)
         app.state.hub = hub
+        await hub.start()
         await fanout.start(bus, hub)
         dispatcher.start()
         try:

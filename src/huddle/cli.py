@@ -69,6 +69,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         # connection is from a proxy named in HUDDLE_TRUSTED_PROXIES.
         proxy_headers=bool(settings.trusted_proxies),
         forwarded_allow_ips=",".join(settings.trusted_proxies) or None,
+        # WebSocket messages are refused above this before they are parsed (the gateway
+        # closes frames over HUDDLE_WS_MAX_FRAME_KB with 1009 itself).
+        ws_max_size=settings.ws_max_frame_kb * 1024 + 1024,
     )
     return 0
 

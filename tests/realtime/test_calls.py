@@ -139,3 +139,45 @@ async def test_turn_credentials_follow_the_coturn_scheme(world):
         401,
         "not_authenticated",
     )
+
+
+async def test_losing_access_ends_the_call(connect, world):
+    vc = await voice_channel(world)
+    member, admin = await connect("member"), await connect("admin")
+    await admin.ok("subscribe", topic=f"channel:{vc}")
+    await member.ok("call.join", channel_id=vc)
+    await admin.ok("call.join", channel_id=vc)
+    await world.ok("admin", "DELETE", "/api/workspaces/{W}/members/{member_id}", 204)
+    alone = await admin.wait_for(
+        lambda f: participants(f) and f["user_ids"] == [world.ids["admin_id"]]
+    )
+    assert alone["channel_id"] == vc
+    refused = await admin.call(
+        "call.signal", channel_id=vc, target_user_id=world.ids["member_id"], signal={}
+    )
+    assert refused["ok"] is False and refused["error"]["code"] == "not_in_call"
+    gone = await member.call(
+        "call.signal", channel_id=vc, target_user_id=world.ids["admin_id"], signal={}
+    )
+    assert gone["ok"] is False and gone["error"]["code"] == "not_in_call"
+
+
+async def test_a_second_tab_takes_over_the_call(connect, world):
+    vc = await voice_channel(world)
+    tab1, tab2, admin = await connect("member"), await connect("member"), await connect("admin")
+    await admin.ok("call.join", channel_id=vc)
+    await tab1.ok("call.join", channel_id=vc)
+    await tab2.ok("call.join", channel_id=vc)
+    stale = await tab1.call(
+        "call.signal", channel_id=vc, target_user_id=world.ids["admin_id"], signal={}
+    )
+    assert stale["ok"] is False and stale["error"]["code"] == "not_in_call"
+    await tab2.ok(
+        "call.signal", channel_id=vc, target_user_id=world.ids["admin_id"], signal={"n": 2}
+    )
+    await admin.ok(
+        "call.signal", channel_id=vc, target_user_id=world.ids["member_id"], signal={"n": 3}
+    )
+    relayed = await tab2.wait_for(lambda f: f.get("type") == "call.signal")
+    assert relayed["signal"] == {"n": 3}
+    assert [f for f in await tab1.quiet() if f.get("type") == "call.signal"] == []

@@ -87,3 +87,49 @@ async def test_replay_and_live_never_send_an_event_twice():
     await wait_until(lambda: len(ws.sent) == 3)
     assert ws.sent == ["replay-4", "replay-5", "live-6"]
     await conn.finish()
+
+
+class SlowSocket(FakeSocket):
+    async def send_text(self, text: str) -> None:
+        await asyncio.sleep(0.001)  # an honest client on a slow link
+        self.sent.append(text)
+
+
+async def test_a_long_replay_to_a_slow_reader_leaves_room_for_live_frames():
+    ws = SlowSocket()
+    conn = Connection(ws, uuid.uuid4(), queue_size=64)  # type: ignore[arg-type]
+    conn.start()
+    conn.hold_live()
+
+    async def typing_meanwhile() -> None:
+        for n in range(20):
+            await asyncio.sleep(0.01)
+            conn.push(f"typing-{n}")
+
+    others = asyncio.create_task(typing_meanwhile())
+    for seq in range(1, 301):
+        assert await conn.push_replayed(seq, f"replay-{seq}")
+    conn.push("ack")
+    conn.release_live()
+    await others
+    await wait_until(lambda: len(ws.sent) == 321, timeout=10)
+    assert conn.close_code is None
+    assert [f for f in ws.sent if f.startswith("replay")] == [f"replay-{n}" for n in range(1, 301)]
+    await conn.finish()
+
+
+async def test_a_replay_stops_when_the_socket_closes():
+    ws = FakeSocket(stuck=True)
+    conn = Connection(ws, uuid.uuid4(), queue_size=8)  # type: ignore[arg-type]
+    conn.start()
+    seq = 0
+    while True:  # fill until a replayed frame has to wait for room (backpressure)
+        seq += 1
+        waiting = asyncio.create_task(conn.push_replayed(seq, "x"))
+        await asyncio.sleep(0.01)
+        if not waiting.done():
+            break
+        assert waiting.result() is True and seq < 20
+    conn.close(1013)
+    assert await asyncio.wait_for(waiting, 1) is False  # ...and gives up on close
+    await conn.finish()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 
 import pytest
 import websockets
@@ -331,3 +332,51 @@ async def test_heartbeats(live, connect):
     client = await connect("member")
     beat = await client.wait_for(lambda f: f.get("type") == "heartbeat")
     assert beat["cursor"] >= 0
+
+
+async def test_presence_follows_membership(live, connect, world):
+    admin = await connect("admin")
+    await admin.ok("subscribe", topic=f"workspace:{world.ids['W']}")
+    bystander = await connect("bystander")
+    await admin.wait_for(lambda f: f.get("type") == "presence" and f["status"] == "online")
+    await world.ok("admin", "DELETE", "/api/workspaces/{W}/members/{bystander_id}", 204)
+    await live.app.state.dispatcher.flush()  # the hub has seen the removal
+    await bystander.close()
+    assert [f for f in await admin.quiet(0.5) if f.get("type") == "presence"] == []
+
+
+async def test_binary_auth_and_deep_json(live, world, connect):
+    async with websockets.connect(live.ws_url) as ws:
+        await ws.send(b"\x01\x02")
+        assert await _closed_with(ws) == 4401
+    client = await connect("member")
+    await client.ws.send('{"type": "ping", "ref": 1, "x": ' + "[" * 3000 + "]" * 3000 + "}")
+    answer = await client.recv()
+    assert answer["ok"] is False and answer["error"]["code"] == "validation_error"
+    refused = [await client.call("subscribe", topic=f"workspace:{uuid.uuid4()}") for _ in range(5)]
+    assert all(r["ok"] is False for r in refused)
+    assert len(live.app.state.hub.epochs) <= 1  # refused topics leave nothing behind
+
+
+async def test_a_missed_event_is_read_back_from_the_log(live, connect, world):
+    client = await connect("viewer")
+    await client.ok("subscribe", topic=f"channel:{world.ids['CH']}")
+    hub = live.app.state.hub
+    original, dropped = hub.deliver_event, []
+
+    async def lossy(seq, topic, event_type, raw, event=None):
+        if not dropped and event_type == "message.created":
+            dropped.append(seq)  # lost on the way, like a failed relay through Redis
+            return
+        await original(seq, topic, event_type, raw, event)
+
+    hub.deliver_event = lossy
+    first = await world.ok(
+        "member", "POST", "/api/channels/{CH}/messages", 201, json={"content": "a"}
+    )
+    await live.app.state.dispatcher.flush()
+    second = await world.ok(
+        "member", "POST", "/api/channels/{CH}/messages", 201, json={"content": "b"}
+    )
+    got = [(await client.event("message.created"))["data"]["id"] for _ in range(2)]
+    assert dropped and got == [first["id"], second["id"]]

@@ -66,17 +66,19 @@ def envelope(event: Event) -> Envelope:
 
 
 async def read_events(
-    session: AsyncSession, topics: Collection[str], since: int, limit: int
+    session: AsyncSession,
+    topics: Collection[str],
+    since: int,
+    limit: int,
+    until: int | None = None,
 ) -> list[Envelope]:
-    """Published events on ``topics`` after ``since``, in seq order."""
+    """Published events on ``topics`` after ``since`` (up to ``until``), in seq order."""
     if not topics:
         return []
-    rows = await session.scalars(
-        select(Event)
-        .where(Event.seq > since, Event.topic.in_(list(topics)))
-        .order_by(Event.seq)
-        .limit(limit)
-    )
+    query = select(Event).where(Event.seq > since, Event.topic.in_(list(topics)))
+    if until is not None:
+        query = query.where(Event.seq <= until)
+    rows = await session.scalars(query.order_by(Event.seq).limit(limit))
     return [envelope(row) for row in rows]
 
 

@@ -33,7 +33,7 @@ class Connection:
         self.websocket = websocket
         self.user_id = user_id
         self.topics: dict[str, uuid.UUID | None] = {}
-        self.calls: set[uuid.UUID] = set()
+        self.calls: dict[uuid.UUID, uuid.UUID] = {}  # call channel → its workspace
         self.workspaces: set[uuid.UUID] = set()  # where this user's presence is announced
         self.last_seq = 0  # the highest event seq this socket has been sent
         # The seqs recently sent, so a replay overlapping live delivery sends nothing twice.
@@ -45,6 +45,7 @@ class Connection:
         # While a resume replays history, live events wait here (bounded like the queue).
         self._held: list[tuple[int, str]] | None = None
         self._writer: asyncio.Task[None] | None = None
+        self._room = asyncio.Event()
         self.closed = asyncio.Event()
         self.close_code: int | None = None
 
@@ -58,6 +59,8 @@ class Connection:
             while True:
                 frame = await self._queue.get()
                 await self.websocket.send_text(frame)
+                if self._queue.qsize() < self._limit // 2:
+                    self._room.set()
         except asyncio.CancelledError:
             raise
         except Exception:  # the peer went away; the reader notices and cleans up
@@ -72,10 +75,23 @@ class Connection:
         except asyncio.QueueFull:
             self.close(CLOSE_TOO_SLOW, "too slow: send queue full")
 
-    async def push_waiting(self, frame: str) -> None:
-        """Queue a frame, waiting for room (a resume's replay: backpressure, not loss)."""
-        if not self.closed.is_set():
-            await self._queue.put(frame)
+    async def push_waiting(self, frame: str) -> bool:
+        """Queue a frame once the queue is at most half full (a resume's replay:
+        backpressure, not loss, and room left for acks and live frames). False when
+        the socket closed meanwhile."""
+        while self._queue.qsize() >= max(1, self._limit // 2):
+            if self.closed.is_set():
+                return False
+            self._room.clear()
+            room = asyncio.ensure_future(self._room.wait())
+            closed = asyncio.ensure_future(self.closed.wait())
+            await asyncio.wait({room, closed}, return_when=asyncio.FIRST_COMPLETED)
+            room.cancel()
+            closed.cancel()
+        if self.closed.is_set():
+            return False
+        self._queue.put_nowait(frame)
+        return True
 
     def push_event(self, seq: int, frame: str) -> None:
         """Queue a live event unless this socket already has it."""
@@ -94,8 +110,9 @@ class Connection:
         """Queue a replayed event (waiting for room) unless it was sent already."""
         if seq in self._sent:
             return False
+        if not await self.push_waiting(frame):
+            return False
         self._mark_sent(seq)
-        await self.push_waiting(frame)
         return True
 
     def _mark_sent(self, seq: int) -> None:

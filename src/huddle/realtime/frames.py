@@ -18,6 +18,7 @@ from starlette.datastructures import State
 
 from huddle.access.channels import channel_access
 from huddle.access.deps import Caller
+from huddle.access.service import bypass_cache
 from huddle.access.topics import can_read_topic
 from huddle.auth.models import User
 from huddle.chat.messages import ChatRuntime, post_message
@@ -148,7 +149,7 @@ async def handle(ctx: Session, text: str) -> None:
         data = await _dispatch(ctx, frame)
         if not isinstance(frame, Resume):  # resume queues its own ack, in order
             ctx.conn.push(ack(ref, data))
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         ctx.conn.push(error_ack(ref, ValidationFailed("A frame is a JSON object")))
     except ValidationError as exc:
         details = [{"loc": list(e["loc"]), "msg": e["msg"]} for e in exc.errors()]
@@ -200,18 +201,22 @@ async def subscribe(ctx: Session, topic: str) -> dict[str, Any]:
         raise ValidationFailed("Unknown topic", details=[{"loc": ["topic"], "msg": "not a topic"}])
     if topic not in ctx.conn.topics and len(ctx.conn.topics) >= ctx.settings.ws_max_subscriptions:
         raise FrameError("too_many_subscriptions", "Too many subscriptions on this socket")
+    retry = False
     while True:
         async with unit_of_work(ctx.state, write=False) as session:
             workspace_id = await _topic_workspace(session, topic)
-            epoch = ctx.hub.epochs[workspace_id] if workspace_id else 0
+            if retry and workspace_id is not None:
+                bypass_cache(session, workspace_id)  # an access change raced this check
+            epoch = ctx.hub.epochs.get(workspace_id, 0) if workspace_id else 0
             allowed = await can_read_topic(session, ctx.state.role_cache, ctx.conn.user_id, topic)
             data: dict[str, Any] = {"topic": topic}
             if allowed and workspace_id is not None and topic == topics.workspace(workspace_id):
                 data["online"] = await _online(ctx, session, workspace_id)
         if not allowed:
             raise NotFound("Unknown topic")
-        if workspace_id is None or ctx.hub.epochs[workspace_id] == epoch:
+        if workspace_id is None or ctx.hub.epochs.get(workspace_id, 0) == epoch:
             break  # no access change in that workspace while we checked
+        retry = True
     ctx.hub.subscribe(ctx.conn, topic, workspace_id)
     return data
 
@@ -261,14 +266,21 @@ async def resume(ctx: Session, since: int, ref: Ref) -> None:
                 "Too much was missed to replay; reload, then resume from the cursor",
                 details={"cursor": latest, "replay_limit": limit},
             )
+        # Replay only what this process's hub has already handled: it has applied every
+        # access change up to there, and anything later reaches the socket live (held).
+        until = ctx.hub.handled_seq
         cursor = since
-        while True:
+        while cursor < until:
             async with unit_of_work(ctx.state, write=False) as session:
-                page = await read_events(session, wanted, cursor, _REPLAY_PAGE)
+                page = await read_events(session, wanted, cursor, _REPLAY_PAGE, until=until)
             for event in page:
+                cursor = event.id
+                if event.topic not in conn.topics and event.topic != wanted[-1]:
+                    continue  # access to it was revoked meanwhile
                 frame = '{"type":"event","event":' + event.model_dump_json() + "}"
                 replayed += await conn.push_replayed(event.id, frame)
-                cursor = event.id
+                if conn.closed.is_set():
+                    return
             if len(page) < _REPLAY_PAGE:
                 break
         conn.push(ack(ref, {"replayed": replayed, "cursor": conn.last_seq}))
@@ -331,7 +343,7 @@ async def join_call(ctx: Session, channel_id: uuid.UUID) -> dict[str, Any]:
     if access.channel.kind not in (ChannelKind.voice, ChannelKind.dm):
         raise FrameError("not_a_call_channel", "Calls happen in voice channels and DMs", 422)
     user_ids = await ctx.hub.calls.join(channel_id, ctx.conn.user_id, ctx.conn.id)
-    ctx.conn.calls.add(channel_id)
+    ctx.conn.calls[channel_id] = access.channel.workspace_id
     await ctx.hub.broadcast_participants(channel_id, user_ids)
     return {"channel_id": str(channel_id), "user_ids": user_ids}
 
@@ -348,6 +360,10 @@ async def signal(ctx: Session, frame: Signal) -> None:
     if frame.channel_id not in ctx.conn.calls:
         raise FrameError("not_in_call", "Join the call before signaling")
     participants = await ctx.hub.calls.participants(frame.channel_id)
+    if participants.get(str(ctx.conn.user_id)) != ctx.conn.id:
+        # This user is in the call through another socket (or dropped out): not this one.
+        ctx.conn.calls.pop(frame.channel_id, None)
+        raise FrameError("not_in_call", "Join the call on this socket before signaling")
     target = str(frame.target_user_id)
     if target not in participants or target == str(ctx.conn.user_id):
         raise FrameError("not_in_call", "That user is not in this call")

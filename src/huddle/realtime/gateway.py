@@ -45,9 +45,14 @@ async def _authenticate(websocket: WebSocket) -> uuid.UUID | None:
     except TimeoutError:
         await websocket.close(CLOSE_AUTH_TIMEOUT, "authentication timed out")
         return None
-    except (WebSocketDisconnect, KeyError, RuntimeError):
+    except KeyError:  # a binary frame
+        await websocket.close(CLOSE_UNAUTHORIZED, "authentication failed")
+        return None
+    except (WebSocketDisconnect, RuntimeError):
         return None
     try:
+        if len(text) > state.settings.ws_max_frame_kb * 1024:
+            raise ValueError("auth frame too large")
         frame = json.loads(text)
         token = frame.get("token") if isinstance(frame, dict) else None
         if frame.get("type") != "auth" or not isinstance(token, str):
@@ -59,7 +64,7 @@ async def _authenticate(websocket: WebSocket) -> uuid.UUID | None:
 
             user = await user_for_token(session, state, token, touch)
             return user.id
-    except (ValueError, AttributeError, AppError):
+    except (ValueError, AttributeError, RecursionError, AppError):
         await websocket.close(CLOSE_UNAUTHORIZED, "authentication failed")
         return None
 
@@ -87,7 +92,7 @@ async def _heartbeat(hub: Hub, conn: Connection, every: float) -> None:
         with suppress(Exception):
             await hub.presence.refresh(conn.user_id, conn.id)
             for channel_id in conn.calls:
-                await hub.calls.refresh(channel_id)
+                await hub.calls.refresh(channel_id, conn.user_id, conn.id)
 
 
 @router.websocket("/ws")
@@ -106,11 +111,11 @@ async def gateway(websocket: WebSocket) -> None:
     conn.last_seq = cursor
     conn.start()
     conn.push(json.dumps({"type": "ready", "user_id": str(user_id), "cursor": cursor}))
-    await hub.add(conn)
     ctx = frames.Session(hub=hub, conn=conn, state=state, typing_at={})
     heartbeat = asyncio.create_task(_heartbeat(hub, conn, settings.ws_heartbeat))
     limit = settings.ws_max_frame_kb * 1024
     try:
+        await hub.add(conn)
         while not conn.closed.is_set():
             receive = asyncio.ensure_future(websocket.receive())
             closed = asyncio.ensure_future(conn.closed.wait())
@@ -141,7 +146,10 @@ async def gateway(websocket: WebSocket) -> None:
         conn.close(1011, "internal error")
     finally:
         heartbeat.cancel()
-        await hub.remove(conn)
+        try:
+            await hub.remove(conn)
+        except Exception:
+            log.exception("cleaning up the socket of %s failed", user_id)
         await conn.finish()
         if websocket.application_state is not WebSocketState.DISCONNECTED:
             with suppress(Exception):

@@ -19,14 +19,19 @@ import uuid
 from collections import defaultdict
 from typing import Any
 
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.datastructures import State
 
+from huddle.access.channels import channel_access
 from huddle.access.service import bypass_cache
 from huddle.access.topics import can_read_topic
 from huddle.core.db import unit_of_work
+from huddle.core.errors import AppError
 from huddle.events import topics
+from huddle.events.models import Event
 from huddle.events.schemas import Envelope
+from huddle.events.service import envelope
 from huddle.realtime.connection import Connection
 from huddle.realtime.fanout import Fanout, Route
 from huddle.realtime.state import Calls, Presence
@@ -49,6 +54,10 @@ ACCESS_EVENTS: dict[str, tuple[str, ...] | None] = {
 }
 
 
+_BACKFILL_LIMIT = 10_000
+_ACCOUNT_EVENTS = ("user.updated", "user.deleted", "member.added")
+
+
 def _dig(data: dict[str, Any], path: tuple[str, ...]) -> Any:
     value: Any = data
     for key in path:
@@ -67,6 +76,22 @@ class Hub:
         # Bumped (synchronously) whenever access in a workspace changes; a subscription
         # checked under an older epoch is checked again.
         self.epochs: dict[uuid.UUID, int] = defaultdict(int)
+        # The highest seq this hub has handled (access changes applied, delivered): a
+        # resume replays up to here; later events reach the socket live.
+        self.handled_seq = 0
+
+    async def start(self) -> None:
+        """Everything published before this process started is history it need not
+        handle: the database already reflects those access changes."""
+        async with unit_of_work(self.state, write=False) as session:
+            self.handled_seq = int(
+                await session.scalar(
+                    select(func.coalesce(func.max(Event.seq), 0)).where(
+                        Event.published_at.is_not(None)
+                    )
+                )
+                or 0
+            )
 
     # --- registry -----------------------------------------------------------------------
 
@@ -81,6 +106,7 @@ class Hub:
             await self._announce(conn, "online")
 
     async def remove(self, conn: Connection) -> None:
+        """Forget a socket; never raises (each step is independent)."""
         for topic in list(conn.topics):
             self.unsubscribe(conn, topic)
         self._discard(self._by_topic, topics.user(conn.user_id), conn)
@@ -115,18 +141,55 @@ class Hub:
     async def deliver_event(
         self, seq: int, topic: str, event_type: str, raw: str, event: Envelope | None = None
     ) -> None:
-        """Hand one published event to every local socket subscribed to its topic."""
-        if event_type in ACCESS_EVENTS or event_type in ("user.updated", "user.deleted"):
+        """Hand one published event to every local socket subscribed to its topic.
+
+        ``seq`` has no gaps, so a jump means this hub missed events (a failed relay to
+        Redis, a trimmed stream): they are read back from the log and handled first.
+        """
+        if self.handled_seq and seq > self.handled_seq + 1:
+            await self._backfill(self.handled_seq, seq)
+        if event_type in ACCESS_EVENTS or event_type in _ACCOUNT_EVENTS:
             envelope = event or Envelope.model_validate_json(raw)
             await self._access_changed(envelope)
         subscribers = self._by_topic.get(topic)
-        if not subscribers:
+        if subscribers:
+            frame = '{"type":"event","event":' + raw + "}"
+            for conn in list(subscribers):
+                conn.push_event(seq, frame)
+        self.handled_seq = max(self.handled_seq, seq)
+
+    async def _backfill(self, after: int, before: int) -> None:
+        log.warning("hub missed events %s..%s; reading them from the log", after + 1, before - 1)
+        try:
+            async with unit_of_work(self.state, write=False) as session:
+                rows = list(
+                    await session.scalars(
+                        select(Event)
+                        .where(Event.seq > after, Event.seq < before)
+                        .order_by(Event.seq)
+                        .limit(_BACKFILL_LIMIT)
+                    )
+                )
+        except Exception:
+            log.exception("reading missed events failed")
             return
-        frame = '{"type":"event","event":' + raw + "}"
-        for conn in list(subscribers):
-            conn.push_event(seq, frame)
+        for row in rows:
+            missed = envelope(row)
+            await self.deliver_event(
+                missed.id, missed.topic, missed.type, missed.model_dump_json(), missed
+            )
 
     async def _access_changed(self, event: Envelope) -> None:
+        if event.type in ("member.added", "member.removed") and event.workspace_id:
+            # Presence is announced in the workspaces a user belongs to now.
+            user = _dig(event.data, ("user", "id"))
+            for conn in self._by_user.get(uuid.UUID(str(user)), ()) if user else ():
+                if event.type == "member.added":
+                    conn.workspaces.add(event.workspace_id)
+                else:
+                    conn.workspaces.discard(event.workspace_id)
+            if event.type == "member.added":
+                return
         if event.type in ("user.updated", "user.deleted"):
             if event.type == "user.deleted" or not event.data.get("is_active", True):
                 for conn in list(self._by_user.get(event.subject_id or uuid.UUID(int=0), ())):
@@ -135,6 +198,8 @@ class Hub:
         workspace_id = event.workspace_id
         if workspace_id is None:
             return
+        if event.type == "project.updated" and not event.data.get("is_private"):
+            return  # a public project: nobody lost access to it
         self.epochs[workspace_id] += 1
         path = ACCESS_EVENTS[event.type]
         user = _dig(event.data, path) if path else None
@@ -173,6 +238,16 @@ class Hub:
                 continue
             if not await can_read_topic(session, self.state.role_cache, conn.user_id, topic):
                 self._revoke(conn, topic)
+        for channel_id, ws in list(conn.calls.items()):
+            if ws != workspace_id:
+                continue
+            try:
+                access = await channel_access(
+                    session, self.state.role_cache, conn.user_id, channel_id
+                )
+                access.require_post()
+            except AppError:
+                await self.leave_call(conn, channel_id)
 
     def _revoke(self, conn: Connection, topic: str) -> None:
         self.unsubscribe(conn, topic)
@@ -212,12 +287,12 @@ class Hub:
         await self.fanout.ephemeral(Route(topic=topics.channel(channel_id)), frame)
 
     async def leave_call(self, conn: Connection, channel_id: uuid.UUID) -> list[str] | None:
-        conn.calls.discard(channel_id)
+        conn.calls.pop(channel_id, None)
         try:
             remaining = await self.calls.leave(channel_id, conn.user_id, conn.id)
+            if remaining is not None:
+                await self.broadcast_participants(channel_id, remaining)
         except Exception:
             log.exception("leaving call %s failed", channel_id)
             return None
-        if remaining is not None:
-            await self.broadcast_participants(channel_id, remaining)
         return remaining

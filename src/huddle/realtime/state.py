@@ -41,7 +41,8 @@ class Calls(Protocol):
     async def participants(self, channel_id: uuid.UUID) -> dict[str, str]:
         """user id → the connection id they joined through."""
 
-    async def refresh(self, channel_id: uuid.UUID) -> None: ...
+    async def refresh(self, channel_id: uuid.UUID, user_id: uuid.UUID, conn_id: str) -> None:
+        """Keep this connection's place in the call alive."""
 
 
 class MemoryPresence:
@@ -143,49 +144,61 @@ class MemoryCalls:
     async def participants(self, channel_id: uuid.UUID) -> dict[str, str]:
         return dict(self._calls.get(channel_id, {}))
 
-    async def refresh(self, channel_id: uuid.UUID) -> None:
+    async def refresh(self, channel_id: uuid.UUID, user_id: uuid.UUID, conn_id: str) -> None:
         return None
 
 
 class RedisCalls:
-    """A hash per call: user id → connection id; the key expires unless refreshed."""
+    """A hash per call: user id → "<connection id> <expiry>". Each participant's entry
+    expires on its own unless that connection's heartbeat refreshes it, so a crashed
+    process's participants drop out even while others keep the call alive."""
 
     def __init__(self, redis: Redis, prefix: str, ttl: float) -> None:
         self._redis = redis
         self._prefix = prefix
-        self._ttl = int(ttl) + 1
+        self._ttl = ttl
 
     def _key(self, channel_id: uuid.UUID) -> str:
         return f"{self._prefix}call:{channel_id}"
 
-    async def join(self, channel_id: uuid.UUID, user_id: uuid.UUID, conn_id: str) -> list[str]:
+    async def _set(self, channel_id: uuid.UUID, user_id: uuid.UUID, conn_id: str) -> None:
         key = self._key(channel_id)
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hset(key, str(user_id), conn_id)
-            pipe.expire(key, self._ttl)
-            pipe.hkeys(key)
-            _, _, users = await pipe.execute()
-        return sorted(_text(u) for u in users)
+            pipe.hset(key, str(user_id), f"{conn_id} {time.time() + self._ttl}")
+            pipe.expire(key, int(self._ttl) + 1)
+            await pipe.execute()
+
+    async def join(self, channel_id: uuid.UUID, user_id: uuid.UUID, conn_id: str) -> list[str]:
+        await self._set(channel_id, user_id, conn_id)
+        return sorted(await self.participants(channel_id))
 
     async def leave(
         self, channel_id: uuid.UUID, user_id: uuid.UUID, conn_id: str | None
     ) -> list[str] | None:
         key = self._key(channel_id)
-        joined = await self._redis.hget(key, str(user_id))
-        if joined is None or (conn_id is not None and _text(joined) != conn_id):
+        joined = (await self.participants(channel_id)).get(str(user_id))
+        if joined is None or (conn_id is not None and joined != conn_id):
             return None
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hdel(key, str(user_id))
-            pipe.hkeys(key)
-            _, users = await pipe.execute()
-        return sorted(_text(u) for u in users)
+        await self._redis.hdel(key, str(user_id))
+        return sorted(await self.participants(channel_id))
 
     async def participants(self, channel_id: uuid.UUID) -> dict[str, str]:
-        raw = await self._redis.hgetall(self._key(channel_id))
-        return {_text(k): _text(v) for k, v in raw.items()}
+        key = self._key(channel_id)
+        raw = await self._redis.hgetall(key)
+        now, live, expired = time.time(), {}, []
+        for user, value in raw.items():
+            conn_id, _, expiry = _text(value).partition(" ")
+            if float(expiry or 0) > now:
+                live[_text(user)] = conn_id
+            else:
+                expired.append(_text(user))
+        if expired:
+            await self._redis.hdel(key, *expired)
+        return live
 
-    async def refresh(self, channel_id: uuid.UUID) -> None:
-        await self._redis.expire(self._key(channel_id), self._ttl)
+    async def refresh(self, channel_id: uuid.UUID, user_id: uuid.UUID, conn_id: str) -> None:
+        if (await self.participants(channel_id)).get(str(user_id)) == conn_id:
+            await self._set(channel_id, user_id, conn_id)
 
 
 def _text(value: bytes | str) -> str:
