@@ -142,6 +142,25 @@ async def _clean_database(request: pytest.FixtureRequest) -> AsyncIterator[None]
         await _empty_tables(request.getfixturevalue("database_url"))
 
 
+@pytest.fixture(autouse=True)
+def _forget_apps() -> Iterator[None]:
+    """Let each test's app be freed. FastAPI caches what kind of callable each endpoint
+    and dependency is in module-level LRU caches (4096 entries), keyed by the callable;
+    the per-app closures (fastapi-offline's docs routes) would keep every app of the run
+    alive — gigabytes over the suite, and GC pauses long enough to trip timeouts."""
+    yield
+    from fastapi.dependencies import models
+
+    for name in (
+        "_is_gen_callable_cached",
+        "_is_async_gen_callable_cached",
+        "_is_coroutine_callable_cached",
+    ):
+        cache = getattr(models, name, None)
+        if cache is not None:
+            cache.cache_clear()
+
+
 # --- redis --------------------------------------------------------------------------------
 
 
