@@ -268,6 +268,8 @@ async def resume(ctx: Session, since: int, ref: Ref) -> None:
             )
         # Replay only what this process's hub has already handled: it has applied every
         # access change up to there, and anything later reaches the socket live (held).
+        if not ctx.hub.started:
+            await ctx.hub.start()
         until = ctx.hub.handled_seq
         cursor = since
         while cursor < until:

@@ -79,19 +79,24 @@ class Hub:
         # The highest seq this hub has handled (access changes applied, delivered): a
         # resume replays up to here; later events reach the socket live.
         self.handled_seq = 0
+        self.started = False
 
     async def start(self) -> None:
         """Everything published before this process started is history it need not
-        handle: the database already reflects those access changes."""
-        async with unit_of_work(self.state, write=False) as session:
-            self.handled_seq = int(
-                await session.scalar(
+        handle: the database already reflects those access changes. (With the database
+        down at startup this is retried by the first resume; /ready reports it.)"""
+        try:
+            async with unit_of_work(self.state, write=False) as session:
+                published = await session.scalar(
                     select(func.coalesce(func.max(Event.seq), 0)).where(
                         Event.published_at.is_not(None)
                     )
                 )
-                or 0
-            )
+        except Exception:
+            log.warning("could not read the event log at startup; will retry")
+            return
+        self.handled_seq = max(self.handled_seq, int(published or 0))
+        self.started = True
 
     # --- registry -----------------------------------------------------------------------
 
