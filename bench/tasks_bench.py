@@ -103,7 +103,7 @@ async def measure(app, ctx: dict, rounds: int) -> dict[str, list[float]]:
     project_id = ctx["project"]["id"]
     columns = ctx["columns"]
     timings: dict[str, list[float]] = {op: [] for op in OPERATIONS}
-    rng = random.Random(7)  # noqa: S311 - benchmark workload, not security
+    rng = random.Random(7)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(
         transport=transport, base_url="http://bench", headers=ctx["headers"]

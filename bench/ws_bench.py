@@ -105,7 +105,9 @@ def start_huddle(tmp: Path, count: int, redis: str | None) -> Servers:
         HUDDLE_LOG_LEVEL="WARNING",
     )
     if redis:
-        env.update(HUDDLE_REDIS_URL=redis, HUDDLE_REDIS_KEY_PREFIX=f"ws-bench:{uuid.uuid4().hex[:8]}:")
+        env.update(
+            HUDDLE_REDIS_URL=redis, HUDDLE_REDIS_KEY_PREFIX=f"ws-bench:{uuid.uuid4().hex[:8]}:"
+        )
     processes, urls = [], []
     for _ in range(count):
         port = free_port()
@@ -223,7 +225,8 @@ def report(runs: list[Run], args: argparse.Namespace, command: str) -> str:
         "CPU is user+system time of the server process(es) during the phase, divided by "
         "deliveries; the client's own CPU per delivery is shown beside it.",
         "",
-        "| setup | msgs/s sent | deliveries/s | received | p50 ms | p99 ms | server CPU µs/delivery | client CPU µs/delivery |",
+        "| setup | msgs/s sent | deliveries/s | received | p50 ms | p99 ms "
+        "| server CPU µs/delivery | client CPU µs/delivery |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for run in runs:
@@ -235,16 +238,26 @@ def report(runs: list[Run], args: argparse.Namespace, command: str) -> str:
                 f"| {per_delivery_us(p['server_cpu_s'], p['deliveries']):.2f} "
                 f"| {per_delivery_us(p['client_cpu_s'], p['deliveries']):.2f} |"
             )
-    lines += ["", "| setup | memory per idle socket | best deliveries/s with p99 < 100 ms and ≥ 99% received |", "|---|---|---|"]
+    lines += [
+        "",
+        "| setup | memory per idle socket "
+        "| best deliveries/s with p99 < 100 ms and ≥ 99% received |",
+        "|---|---|---|",
+    ]
     for run in runs:
         good = [
             p["deliveries"] / args.seconds
             for p in run.phases
-            if p["p99_ms"] is not None and p["p99_ms"] < 100 and p["deliveries"] >= 0.99 * p["expected"]
+            if p["p99_ms"] is not None
+            and p["p99_ms"] < 100
+            and p["deliveries"] >= 0.99 * p["expected"]
         ]
         best = f"{max(good):,.0f}" if good else "none met"
         lines.append(f"| {run.name} | {run.idle_kib_per_socket:.1f} KiB | {best} |")
-    fixed = {run.name: next((p for p in run.phases if p["rate"] == args.fixed_rate), None) for run in runs}
+    fixed = {
+        run.name: next((p for p in run.phases if p["rate"] == args.fixed_rate), None)
+        for run in runs
+    }
     base, ours = fixed.get("minimal server"), fixed.get("huddle, 1 process")
     if base and ours:
         ratio = per_delivery_us(ours["server_cpu_s"], ours["deliveries"]) / per_delivery_us(
