@@ -14,6 +14,7 @@ from huddle.admin.routes import router as admin_router
 from huddle.auth.external import ExternalTokenVerifier
 from huddle.auth.routes import router as auth_router
 from huddle.auth.service import AuthRuntime
+from huddle.chat.messages import ChatRuntime
 from huddle.chat.routes import router as chat_router
 from huddle.config import Settings
 from huddle.core.background import BackgroundRunner
@@ -91,6 +92,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             RedisScopedCache(redis, settings.redis_key_prefix, settings.role_cache_ttl)
             if redis
             else MemoryScopedCache(settings.role_cache_ttl)
+        )
+        app.state.chat = ChatRuntime(
+            cache=app.state.role_cache, limiter=limiter, message_rate=settings.message_rate
         )
         app.state.background = runner
         app.state.mailer = Mailer(create_mail_backend(settings), runner, settings)

@@ -126,6 +126,14 @@ async def test_threads(client, app):
         assert_error(response, 422, "validation_error"), label
     await world.ok("admin", "DELETE", f"/api/messages/{replies[1]}", 204)
     assert (await world.ok("member", "GET", f"/api/messages/{root}"))["reply_count"] == 2
+    # Deleting the latest reply moves last_reply_at back to the latest one left.
+    first = await world.ok("member", "GET", f"/api/messages/{replies[0]}")
+    await world.ok("admin", "DELETE", f"/api/messages/{replies[2]}", 204)
+    shown = await world.ok("member", "GET", f"/api/messages/{root}")
+    assert shown["reply_count"] == 1 and shown["last_reply_at"] == first["created_at"]
+    await world.ok("admin", "DELETE", f"/api/messages/{replies[0]}", 204)
+    shown = await world.ok("member", "GET", f"/api/messages/{root}")
+    assert shown["reply_count"] == 0 and shown["last_reply_at"] is None
     await world.ok("member", "DELETE", f"/api/messages/{root}", 204)
     late = await world.call(
         "member", "POST", "/api/channels/{CH}/messages", json={"content": "x", "parent_id": root}
@@ -380,3 +388,36 @@ async def test_mention_events_follow_their_message(client, app):
         e for e in await events(world, "viewer", topic="user:{viewer_id}") if e["type"] == "mention"
     )
     assert mention["id"] > created["id"]
+
+
+async def test_a_new_message_is_answered_as_history_shows_it_in_few_statements(client, app):
+    """The send answers without reading the new message back (its author is the caller,
+    it has no reactions yet, its mentions were just resolved): the answer must be what a
+    read gives, and posting stays a small, fixed number of statements."""
+    from sqlalchemy import event
+
+    world = await build_world(client, app, chat=True)
+    await post(world, "member", "PC", "warm up")  # the role cache and compiled statements
+    engine = app.state.db.engine.sync_engine
+    seen: list[str] = []
+
+    def count(_conn, _cursor, statement, *_args):
+        seen.append(statement)
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        sent = await post(world, "member", "PC", "plain words")
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    # Not counted: transaction control and the background dispatcher's statements.
+    others = ("BEGIN", "FROM events", "UPDATE events", "pg_advisory")
+    posting = [s for s in seen if not any(o in s for o in others)]
+    # user, channel, role (until cached), channel membership (a private channel), the
+    # message, its event
+    assert len(posting) <= 6, posting
+    mentioning = await post(world, "member", "PC", "hey @viewer", client_msg_id="m-1")
+    shown = {m["id"]: m for m in await history(world, "member", "PC")}
+    assert sent == shown[sent["id"]]
+    assert mentioning == shown[mentioning["id"]]
+    assert mentioning["mentions"] == [world.ids["viewer_id"]] and mentioning["reactions"] == []
+    assert mentioning["author"]["id"] == world.ids["member_id"]

@@ -17,16 +17,21 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import Select, and_, exists, or_, select
+from sqlalchemy import ColumnElement, Select, and_, exists, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from huddle.access.roles import Role
-from huddle.access.service import project_role, visible_projects, workspace_role
+from huddle.access.service import (
+    project_grantees,
+    project_role,
+    visible_projects,
+    workspace_role,
+)
 from huddle.chat.models import Channel, ChannelKind, ChannelMember
 from huddle.core.cache import ScopedCache
 from huddle.core.errors import Conflict, Forbidden, NotFound
-from huddle.projects.models import Project, ProjectPermission
-from huddle.workspaces.models import Membership, TeamMember, Workspace
+from huddle.projects.models import Project
+from huddle.workspaces.models import Membership, Workspace
 
 
 @dataclass
@@ -132,6 +137,15 @@ def my_channels(user_id: uuid.UUID) -> Select[uuid.UUID]:
     return select(ChannelMember.channel_id).where(ChannelMember.user_id == user_id)
 
 
+def channel_open_to(user_id: uuid.UUID) -> ColumnElement[bool]:
+    """Channels anyone in the workspace may read, and the private channels and DMs the
+    user is in (project rules come on top)."""
+    return or_(
+        and_(Channel.is_private.is_(False), Channel.kind != ChannelKind.dm),
+        Channel.id.in_(my_channels(user_id)),
+    )
+
+
 def visible_channels(
     workspace_id: uuid.UUID, user_id: uuid.UUID, ws_role: Role, *, readable: bool = False
 ) -> Select[Channel]:
@@ -140,9 +154,7 @@ def visible_channels(
     With ``readable``, only those whose messages the caller may read (a workspace admin
     sees private channels they are not in, but does not read them).
     """
-    membership = Channel.id.in_(my_channels(user_id))
-    public = and_(Channel.is_private.is_(False), Channel.kind != ChannelKind.dm)
-    conditions = [public, membership]
+    conditions = [channel_open_to(user_id)]
     if ws_role is Role.admin and not readable:
         conditions.append(and_(Channel.is_private.is_(True), Channel.kind != ChannelKind.dm))
     project_ids = visible_projects(workspace_id, user_id, ws_role).with_only_columns(Project.id)
@@ -194,18 +206,6 @@ async def channel_readers(
         if project is None or project.deleted_at is not None:
             return set()
         if project.is_private:
-            granted = set(
-                await session.scalars(
-                    select(TeamMember.user_id)
-                    .join(ProjectPermission, ProjectPermission.team_id == TeamMember.team_id)
-                    .where(ProjectPermission.project_id == project.id)
-                    .union(
-                        select(ProjectPermission.user_id).where(
-                            ProjectPermission.project_id == project.id,
-                            ProjectPermission.user_id.is_not(None),
-                        )
-                    )
-                )
-            )
+            granted = set(await session.scalars(project_grantees(project.id)))
             readers = {u for u in readers if roles[u] is Role.admin or u in granted}
     return readers

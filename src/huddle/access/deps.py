@@ -35,9 +35,14 @@ class Caller:
     def id(self) -> uuid.UUID:
         return self.user.id
 
+    @classmethod
+    def acting_as(cls, user: User) -> Caller:
+        """The user acting for themself."""
+        return cls(user=user, actor=Actor.user(user.id))
+
 
 def get_caller(user: CurrentUser) -> Caller:
-    return Caller(user=user, actor=Actor.user(user.id))
+    return Caller.acting_as(user)
 
 
 CurrentCaller = Annotated[Caller, Depends(get_caller)]

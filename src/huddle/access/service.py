@@ -25,7 +25,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy import ColumnElement, CompoundSelect, Select, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from huddle.access.roles import Role, highest
@@ -76,7 +76,7 @@ def bypass_cache(session: AsyncSession, workspace_id: uuid.UUID) -> None:
 
 def roles_changed(session: AsyncSession, cache: ScopedCache, workspace_id: uuid.UUID) -> None:
     """Memberships, teams or grants of this workspace change in this transaction."""
-    session.info.setdefault(_DIRTY, set()).add(workspace_id)
+    bypass_cache(session, workspace_id)
 
     async def drop() -> None:
         await cache.invalidate(_scope(workspace_id))
@@ -228,9 +228,7 @@ def visible_projects(workspace_id: uuid.UUID, user_id: uuid.UUID, ws_role: Role)
     )
     if ws_role is Role.admin:
         return query
-    return query.where(
-        or_(Project.is_private.is_(False), Project.id.in_(granted_projects(user_id)))
-    )
+    return query.where(project_visible(user_id))
 
 
 def visible_project_ids(user_id: uuid.UUID) -> Select[uuid.UUID]:
@@ -245,11 +243,37 @@ def visible_project_ids(user_id: uuid.UUID) -> Select[uuid.UUID]:
         .where(
             Project.deleted_at.is_(None),
             Workspace.deleted_at.is_(None),
-            or_(
-                Project.is_private.is_(False),
-                Membership.role == Role.admin,
-                Project.id.in_(granted_projects(user_id)),
-            ),
+            project_visible(user_id, admin=Membership.role == Role.admin),
+        )
+    )
+
+
+def project_visible(
+    user_id: uuid.UUID, *, admin: ColumnElement[bool] | None = None
+) -> ColumnElement[bool]:
+    """The rule for seeing a project: it is public, or the user holds a grant (their own
+    or a team's), or — where ``admin`` is true — they administer its workspace."""
+    rules: list[ColumnElement[bool]] = [
+        Project.is_private.is_(False),
+        Project.id.in_(granted_projects(user_id)),
+    ]
+    if admin is not None:
+        rules.append(admin)
+    return or_(*rules)
+
+
+def project_grantees(project_id: uuid.UUID) -> CompoundSelect[uuid.UUID]:
+    """Users granted a project, directly or through a team (the reverse of
+    :func:`granted_projects`)."""
+    return (
+        select(TeamMember.user_id)
+        .join(ProjectPermission, ProjectPermission.team_id == TeamMember.team_id)
+        .where(ProjectPermission.project_id == project_id)
+        .union(
+            select(ProjectPermission.user_id).where(
+                ProjectPermission.project_id == project_id,
+                ProjectPermission.user_id.is_not(None),
+            )
         )
     )
 

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from huddle.access.channels import channel_access, my_channels
+from huddle.access.channels import channel_access, channel_open_to
 from huddle.access.roles import Role
-from huddle.access.service import granted_projects, project_role, workspace_role
-from huddle.chat.models import Channel, ChannelKind
+from huddle.access.service import project_role, project_visible, workspace_role
+from huddle.chat.models import Channel
 from huddle.core.cache import ScopedCache
 from huddle.core.errors import NotFound
 from huddle.events import topics
@@ -71,11 +71,7 @@ async def readable_topics(session: AsyncSession, user_id: uuid.UUID) -> set[str]
         await session.scalars(
             select(Project.id).where(
                 Project.workspace_id.in_(workspace_ids),
-                or_(
-                    Project.is_private.is_(False),
-                    Project.workspace_id.in_(admin_of),
-                    Project.id.in_(granted_projects(user_id)),
-                ),
+                project_visible(user_id, admin=Project.workspace_id.in_(admin_of)),
             )
         )
     )
@@ -83,10 +79,7 @@ async def readable_topics(session: AsyncSession, user_id: uuid.UUID) -> set[str]
     channel_ids = await session.scalars(
         select(Channel.id).where(
             Channel.workspace_id.in_(workspace_ids),
-            or_(
-                and_(Channel.is_private.is_(False), Channel.kind != ChannelKind.dm),
-                Channel.id.in_(my_channels(user_id)),
-            ),
+            channel_open_to(user_id),
             or_(Channel.project_id.is_(None), Channel.project_id.in_(project_ids)),
         )
     )

@@ -16,6 +16,7 @@ import emoji as emoji_lib
 from sqlalchemy import case, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from huddle.access.channels import ChannelAccess, channel_access
 from huddle.access.deps import Caller
@@ -154,33 +155,44 @@ async def list_messages(
 
 
 async def _record_message(
-    session: AsyncSession, caller: Caller, event_type: str, message: Message, access: ChannelAccess
+    session: AsyncSession,
+    caller: Caller,
+    event_type: str,
+    message: Message,
+    access: ChannelAccess,
+    mentions: list[uuid.UUID],
 ) -> None:
-    mentions = await session.scalars(
-        select(MessageMention.user_id).where(MessageMention.message_id == message.id)
-    )
     await record(
         session,
         event_type,
         topic=topics.channel(message.channel_id),
         actor=caller.actor,
-        data=_data(message, list(mentions)),
+        data=_data(message, mentions),
         workspace_id=access.channel.workspace_id,
         subject_id=message.id,
     )
 
 
 async def _set_mentions(
-    session: AsyncSession, caller: Caller, access: ChannelAccess, message: Message, event_type: str
-) -> None:
+    session: AsyncSession,
+    caller: Caller,
+    access: ChannelAccess,
+    message: Message,
+    event_type: str,
+    *,
+    new: bool,
+) -> list[uuid.UUID]:
     """Store who the message mentions now, record the message's event, then a
-    ``mention`` event for each newly mentioned user (after the message they point to)."""
+    ``mention`` event for each newly mentioned user (after the message they point to).
+    Returns who it mentions."""
     wanted = await resolve_mentions(session, access.channel, message.content, message.author_id)
-    current = set(
-        await session.scalars(
-            select(MessageMention.user_id).where(MessageMention.message_id == message.id)
+    current: set[uuid.UUID] = set()
+    if not new:
+        current.update(
+            await session.scalars(
+                select(MessageMention.user_id).where(MessageMention.message_id == message.id)
+            )
         )
-    )
     if current - wanted:
         await session.execute(
             delete(MessageMention).where(
@@ -194,7 +206,8 @@ async def _set_mentions(
         for user_id in added
     )
     await session.flush()
-    await _record_message(session, caller, event_type, message, access)
+    mentioned = sorted(wanted)
+    await _record_message(session, caller, event_type, message, access, mentioned)
     for user_id in added:
         await record(
             session,
@@ -210,6 +223,7 @@ async def _set_mentions(
             workspace_id=access.channel.workspace_id,
             subject_id=message.id,
         )
+    return mentioned
 
 
 async def _thread_parent(
@@ -271,23 +285,32 @@ async def post_message(
         content=data.content,
         client_msg_id=data.client_msg_id,
     )
-    try:
-        async with session.begin_nested():
-            session.add(message)
-            await session.flush()
-    except IntegrityError:
-        first = await _existing(session, access, caller, data.client_msg_id or "")
-        if first is None:
-            raise
-        return await read_message(session, caller.id, first), False
+    session.add(message)
+    if data.client_msg_id is None:
+        await session.flush()
+    else:  # only a racing send with the same client_msg_id can break a constraint here
+        try:
+            async with session.begin_nested():
+                await session.flush()
+        except IntegrityError:
+            first = await _existing(session, access, caller, data.client_msg_id)
+            if first is None:
+                raise
+            return await read_message(session, caller.id, first), False
     if parent is not None:
         await session.execute(
             update(Message)
             .where(Message.id == parent.id)
             .values(reply_count=Message.reply_count + 1, last_reply_at=message.created_at)
         )
-    await _set_mentions(session, caller, access, message, "message.created")
-    return await read_message(session, caller.id, message), True
+    mentioned = await _set_mentions(session, caller, access, message, "message.created", new=True)
+    # A new message has no reactions yet and its author is the caller: nothing to read back.
+    read = MessageRead(
+        **_data(message, mentioned).model_dump(),
+        author=UserSummary.model_validate(caller.user),
+        reactions=[],
+    )
+    return read, True
 
 
 async def edit_message(
@@ -304,7 +327,7 @@ async def edit_message(
         message.content = content
         message.edited_at = utcnow()
         await session.flush()
-        await _set_mentions(session, caller, access, message, "message.updated")
+        await _set_mentions(session, caller, access, message, "message.updated", new=False)
     return await read_message(session, caller.id, message)
 
 
@@ -332,13 +355,22 @@ async def delete_message(
     await session.execute(delete(Reaction).where(Reaction.message_id == message.id))
     await session.execute(delete(MessageMention).where(MessageMention.message_id == message.id))
     if message.parent_id is not None:
+        reply = aliased(Message)
+        latest = (
+            select(func.max(reply.created_at))
+            .where(reply.parent_id == message.parent_id, reply.deleted_at.is_(None))
+            .scalar_subquery()
+        )
         await session.execute(
             update(Message)
             .where(Message.id == message.parent_id)
-            .values(reply_count=case((Message.reply_count > 0, Message.reply_count - 1), else_=0))
+            .values(
+                reply_count=case((Message.reply_count > 0, Message.reply_count - 1), else_=0),
+                last_reply_at=latest,  # the latest reply still there, if any
+            )
         )
     await session.flush()
-    await _record_message(session, caller, "message.deleted", message, access)
+    await _record_message(session, caller, "message.deleted", message, access, [])
 
 
 # --- reactions ----------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 
@@ -34,12 +34,23 @@ NO_CONTENT = status.HTTP_204_NO_CONTENT
 Emoji = Annotated[str, Path(min_length=1, max_length=64, description="An emoji, or a name")]
 
 
-def get_chat_runtime(request: Request, cache: RoleCache) -> ChatRuntime:
-    auth = request.app.state.auth
-    return ChatRuntime(cache=cache, limiter=auth.limiter, message_rate=auth.settings.message_rate)
+def get_chat_runtime(request: Request) -> ChatRuntime:
+    runtime: ChatRuntime = request.app.state.chat
+    return runtime
 
 
 ChatRuntimeDep = Annotated[ChatRuntime, Depends(get_chat_runtime)]
+
+
+def _found(model: type, description: str) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI entry of an idempotent create's 200 (it found the existing one)."""
+    return {200: {"model": model, "description": description}}
+
+
+def _created_or_found(response: Response, created: bool) -> None:
+    """201 when the request created the row, 200 when it found it already there."""
+    if not created:
+        response.status_code = status.HTTP_200_OK
 
 
 async def _channel(
@@ -92,7 +103,7 @@ async def list_channels(
     "/workspaces/{wid}/dms",
     response_model=ChannelRead,
     status_code=status.HTTP_201_CREATED,
-    responses={200: {"model": ChannelRead, "description": "The DM already existed"}},
+    responses=_found(ChannelRead, "The DM already existed"),
 )
 async def open_dm(
     body: DMCreate,
@@ -103,8 +114,7 @@ async def open_dm(
 ) -> ChannelRead:
     """The one DM channel of the caller and these people (201 created, 200 existing)."""
     channel, created = await channels.open_dm(session, caller, access, body.user_ids)
-    if not created:
-        response.status_code = status.HTTP_200_OK
+    _created_or_found(response, created)
     return channel
 
 
@@ -134,7 +144,7 @@ async def delete_channel(access: ChannelDep, caller: CurrentCaller, session: Ses
     "/channels/{cid}/members",
     response_model=ChannelRead,
     status_code=status.HTTP_201_CREATED,
-    responses={200: {"model": ChannelRead, "description": "Already a member"}},
+    responses=_found(ChannelRead, "Already a member"),
 )
 async def add_channel_member(
     body: ChannelMemberAdd,
@@ -145,8 +155,7 @@ async def add_channel_member(
 ) -> ChannelRead:
     """Add a workspace member to a private channel."""
     channel, added = await channels.add_member(session, caller, access, body.user_id)
-    if not added:
-        response.status_code = status.HTTP_200_OK
+    _created_or_found(response, added)
     return channel
 
 
@@ -189,7 +198,7 @@ async def list_messages(
     "/channels/{cid}/messages",
     response_model=MessageRead,
     status_code=status.HTTP_201_CREATED,
-    responses={200: {"model": MessageRead, "description": "Repeated client_msg_id"}},
+    responses=_found(MessageRead, "Repeated client_msg_id"),
 )
 async def post_message(
     body: MessageCreate,
@@ -201,8 +210,7 @@ async def post_message(
 ) -> MessageRead:
     """Post a message or thread reply (a repeated client_msg_id returns the first, 200)."""
     message, created = await messages.post_message(session, runtime, caller, access, body)
-    if not created:
-        response.status_code = status.HTTP_200_OK
+    _created_or_found(response, created)
     return message
 
 

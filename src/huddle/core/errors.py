@@ -146,6 +146,14 @@ _HTTP_CODES = {
 }
 
 
+def error_body(message: str, code: str, details: Any = None) -> dict[str, Any]:
+    """The error shape ``{error, code, details}`` (HTTP bodies and WebSocket acks)."""
+    body: dict[str, Any] = {"error": message, "code": code}
+    if details is not None:
+        body["details"] = details
+    return body
+
+
 def error_response(
     status: int,
     message: str,
@@ -153,13 +161,13 @@ def error_response(
     details: Any = None,
     headers: Mapping[str, str] | None = None,
 ) -> JSONResponse:
-    body: dict[str, Any] = {"error": message, "code": code}
-    if details is not None:
-        body["details"] = details
-    return JSONResponse(body, status_code=status, headers=dict(headers or {}))
+    return JSONResponse(
+        error_body(message, code, details), status_code=status, headers=dict(headers or {})
+    )
 
 
-def _validation_details(errors: Sequence[Any]) -> list[dict[str, Any]]:
+def validation_details(errors: Sequence[Any]) -> list[dict[str, Any]]:
+    """Pydantic errors as ``[{loc, msg}]``."""
     details = []
     for err in errors:
         loc = [part if isinstance(part, int) else str(part) for part in err.get("loc", ())]
@@ -177,7 +185,7 @@ async def _app_error(request: Request, exc: Exception) -> JSONResponse:
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     return error_response(
-        422, "Invalid input", "validation_error", _validation_details(exc.errors())
+        422, "Invalid input", "validation_error", validation_details(exc.errors())
     )
 
 

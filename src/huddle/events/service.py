@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Collection
 
 from pydantic import BaseModel
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from huddle.core.db import after_commit
@@ -49,6 +49,14 @@ async def record(
     if wake is not None:
         after_commit(session, wake, key=_WAKE_KEY)
     return event
+
+
+async def latest_seq(session: AsyncSession, *, published: bool = False) -> int:
+    """The highest ``seq`` numbered so far (or, with ``published``, handed to the bus)."""
+    query = select(func.coalesce(func.max(Event.seq), 0))
+    if published:
+        query = query.where(Event.published_at.is_not(None))
+    return int(await session.scalar(query) or 0)
 
 
 def envelope(event: Event) -> Envelope:

@@ -22,6 +22,11 @@ CLOSE_TOO_SLOW = 1013
 _CLOSE_TIMEOUT = 2.0
 
 
+def event_frame(raw: str) -> str:
+    """The ``event`` frame around an envelope serialised once for every socket."""
+    return '{"type":"event","event":' + raw + "}"
+
+
 class Connection:
     """A socket's state. ``topics`` maps each subscribed topic to its workspace (None
     for ``user:`` topics), which tells the hub whose access changes concern it."""

@@ -21,17 +21,23 @@ from huddle.access.deps import Caller
 from huddle.access.service import bypass_cache
 from huddle.access.topics import can_read_topic
 from huddle.auth.models import User
-from huddle.chat.messages import ChatRuntime, post_message
+from huddle.chat.messages import post_message
 from huddle.chat.models import Channel, ChannelKind
 from huddle.chat.schemas import MessageCreate
 from huddle.core.db import unit_of_work
-from huddle.core.errors import AppError, Conflict, NotFound, ValidationFailed
+from huddle.core.errors import (
+    AppError,
+    Conflict,
+    NotFound,
+    ValidationFailed,
+    error_body,
+    validation_details,
+)
 from huddle.events import topics
 from huddle.events.models import Event
-from huddle.events.schemas import Actor
-from huddle.events.service import read_events
+from huddle.events.service import latest_seq, read_events
 from huddle.projects.models import Project
-from huddle.realtime.connection import Connection
+from huddle.realtime.connection import Connection, event_frame
 from huddle.realtime.fanout import Route
 from huddle.realtime.hub import Hub
 from huddle.workspaces.models import Membership
@@ -107,9 +113,7 @@ def ack(ref: Ref, data: Any = None) -> str:
 
 
 def error_ack(ref: Ref, exc: AppError) -> str:
-    error: dict[str, Any] = {"error": exc.message, "code": exc.code}
-    if exc.details is not None:
-        error["details"] = exc.details
+    error = error_body(exc.message, exc.code, exc.details)
     return json.dumps({"type": "ack", "ref": ref, "ok": False, "error": error}, default=str)
 
 
@@ -152,7 +156,7 @@ async def handle(ctx: Session, text: str) -> None:
     except (json.JSONDecodeError, RecursionError):
         ctx.conn.push(error_ack(ref, ValidationFailed("A frame is a JSON object")))
     except ValidationError as exc:
-        details = [{"loc": list(e["loc"]), "msg": e["msg"]} for e in exc.errors()]
+        details = validation_details(exc.errors())
         ctx.conn.push(error_ack(ref, ValidationFailed("Invalid frame", details=details)))
     except AppError as exc:
         ctx.conn.push(error_ack(ref, exc))
@@ -246,7 +250,7 @@ async def resume(ctx: Session, since: int, ref: Ref) -> None:
     replayed = 0
     try:
         async with unit_of_work(ctx.state, write=False) as session:
-            latest = int(await session.scalar(select(func.coalesce(func.max(Event.seq), 0))) or 0)
+            latest = await latest_seq(session)
             backlog = await session.scalar(
                 select(func.count()).select_from(
                     select(Event.id)
@@ -279,7 +283,7 @@ async def resume(ctx: Session, since: int, ref: Ref) -> None:
                 cursor = event.id
                 if event.topic not in conn.topics and event.topic != wanted[-1]:
                     continue  # access to it was revoked meanwhile
-                frame = '{"type":"event","event":' + event.model_dump_json() + "}"
+                frame = event_frame(event.model_dump_json())
                 replayed += await conn.push_replayed(event.id, frame)
                 if conn.closed.is_set():
                     return
@@ -298,7 +302,7 @@ async def _caller(session: Any, conn: Connection) -> Caller:
     if user is None or not user.is_active:
         conn.close(4401, "account deactivated")
         raise NotFound("Account not found")
-    return Caller(user=user, actor=Actor.user(user.id))
+    return Caller.acting_as(user)
 
 
 async def send(ctx: Session, frame: Send) -> Any:
@@ -306,14 +310,10 @@ async def send(ctx: Session, frame: Send) -> Any:
     data = MessageCreate.model_validate(
         frame.model_dump(include={"content", "parent_id", "client_msg_id"})
     )
-    auth = ctx.state.auth
-    runtime = ChatRuntime(
-        cache=ctx.state.role_cache, limiter=auth.limiter, message_rate=auth.settings.message_rate
-    )
     async with unit_of_work(ctx.state, write=True) as session:
         caller = await _caller(session, ctx.conn)
         access = await channel_access(session, ctx.state.role_cache, caller.id, frame.channel_id)
-        message, _created = await post_message(session, runtime, caller, access, data)
+        message, _created = await post_message(session, ctx.state.chat, caller, access, data)
     return message.model_dump(mode="json")
 
 

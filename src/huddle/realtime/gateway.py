@@ -16,14 +16,14 @@ import uuid
 from contextlib import suppress
 
 from fastapi import APIRouter, WebSocket
-from sqlalchemy import func, select
+from sqlalchemy import select
 from starlette.datastructures import State
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from huddle.auth.deps import touch_api_token, user_for_token
 from huddle.core.db import unit_of_work
 from huddle.core.errors import AppError
-from huddle.events.models import Event
+from huddle.events.service import latest_seq
 from huddle.realtime import frames
 from huddle.realtime.connection import Connection
 from huddle.realtime.hub import Hub
@@ -78,7 +78,7 @@ async def _workspaces_and_cursor(state: State, user_id: uuid.UUID) -> tuple[set[
                 .where(Membership.user_id == user_id, Workspace.deleted_at.is_(None))
             )
         )
-        cursor = int(await session.scalar(select(func.coalesce(func.max(Event.seq), 0))) or 0)
+        cursor = await latest_seq(session)
     return workspaces, cursor
 
 

@@ -19,7 +19,7 @@ import uuid
 from collections import defaultdict
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.datastructures import State
 
@@ -31,8 +31,8 @@ from huddle.core.errors import AppError
 from huddle.events import topics
 from huddle.events.models import Event
 from huddle.events.schemas import Envelope
-from huddle.events.service import envelope
-from huddle.realtime.connection import Connection
+from huddle.events.service import envelope, latest_seq
+from huddle.realtime.connection import Connection, event_frame
 from huddle.realtime.fanout import Fanout, Route
 from huddle.realtime.state import Calls, Presence
 
@@ -87,15 +87,11 @@ class Hub:
         down at startup this is retried by the first resume; /ready reports it.)"""
         try:
             async with unit_of_work(self.state, write=False) as session:
-                published = await session.scalar(
-                    select(func.coalesce(func.max(Event.seq), 0)).where(
-                        Event.published_at.is_not(None)
-                    )
-                )
+                published = await latest_seq(session, published=True)
         except Exception:
             log.warning("could not read the event log at startup; will retry")
             return
-        self.handled_seq = max(self.handled_seq, int(published or 0))
+        self.handled_seq = max(self.handled_seq, published)
         self.started = True
 
     # --- registry -----------------------------------------------------------------------
@@ -158,7 +154,7 @@ class Hub:
             await self._access_changed(envelope)
         subscribers = self._by_topic.get(topic)
         if subscribers:
-            frame = '{"type":"event","event":' + raw + "}"
+            frame = event_frame(raw)
             for conn in list(subscribers):
                 conn.push_event(seq, frame)
         self.handled_seq = max(self.handled_seq, seq)

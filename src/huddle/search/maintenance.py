@@ -16,8 +16,7 @@ from sqlalchemy.engine import make_url
 
 from huddle.config import Settings
 from huddle.core.db import create_engine
-
-FTS_TABLES = ("messages_fts", "tasks_fts")
+from huddle.search.service import KINDS
 
 
 def _vacuum_sqlite(path: str, busy_timeout_s: float) -> None:
@@ -25,7 +24,7 @@ def _vacuum_sqlite(path: str, busy_timeout_s: float) -> None:
     conn = sqlite3.connect(path, isolation_level=None, timeout=busy_timeout_s)
     try:
         conn.execute("VACUUM")
-        for table in FTS_TABLES:
+        for table in (kind.fts_table for kind in KINDS.values()):
             conn.execute(f"INSERT INTO {table}({table}) VALUES ('rebuild')")  # noqa: S608
     finally:
         conn.close()

@@ -40,6 +40,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from huddle.access.channels import readable_channel_ids
 from huddle.access.roles import Role
 from huddle.access.service import visible_projects
+from huddle.chat.channels import DM_TITLE
 from huddle.chat.models import Channel, ChannelKind, Message
 from huddle.core.errors import ValidationFailed
 from huddle.core.models import Base
@@ -214,7 +215,7 @@ class MessageKind(Kind):
         dm = row.channel_kind is ChannelKind.dm
         return MessageHit(
             id=row.id,
-            title="Direct message" if dm else row.channel_name,
+            title=DM_TITLE if dm else row.channel_name,
             snippet=snippet,
             score=score,
             channel_id=row.channel_id,
