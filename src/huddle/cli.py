@@ -72,6 +72,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         # WebSocket messages are refused above this before they are parsed (the gateway
         # closes frames over HUDDLE_WS_MAX_FRAME_KB with 1009 itself).
         ws_max_size=settings.ws_max_frame_kb * 1024 + 1024,
+        # Compression is per socket (each keeps its own deflate state), so with it on
+        # every event is compressed once per subscriber: off unless asked for.
+        ws_per_message_deflate=settings.ws_compression,
     )
     return 0
 

@@ -103,6 +103,11 @@ class Settings(BaseSettings):
     ws_replay_limit: int = Field(default=5000, ge=1, description="events a resume replays")
     ws_max_frame_kb: int = Field(default=64, ge=1, description="largest client frame")
     ws_max_subscriptions: int = Field(default=500, ge=1)
+    ws_compression: bool = Field(
+        default=False,
+        description="permessage-deflate for WebSocket frames (each socket compresses "
+        "every frame itself, which multiplies fan-out CPU)",
+    )
 
     # TURN (coturn REST API credentials for WebRTC calls)
     turn_secret: str | None = None

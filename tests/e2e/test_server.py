@@ -164,3 +164,26 @@ def test_forwarded_for_is_ignored_without_trusted_proxies(server):
             for n in range(11)
         ]
     assert statuses == [401] * 10 + [429]
+
+
+def test_websocket_frames_are_not_compressed_unless_asked(server_env, tmp_path):
+    """`huddle serve` refuses permessage-deflate by default (every frame would be
+    compressed once per socket) and offers it with HUDDLE_WS_COMPRESSION=true."""
+    import asyncio
+
+    import websockets
+
+    async def negotiated(url: str) -> list[str]:
+        async with websockets.connect(url.replace("http://", "ws://") + "/ws") as ws:
+            return [ext.name for ext in ws.protocol.extensions]
+
+    for setting, expected in ((None, []), ("true", ["permessage-deflate"])):
+        env = dict(server_env)
+        if setting is not None:
+            env["HUDDLE_WS_COMPRESSION"] = setting
+        srv = Server(env, tmp_path)
+        try:
+            srv.wait_ready()
+            assert asyncio.run(negotiated(srv.url)) == expected
+        finally:
+            srv.stop()

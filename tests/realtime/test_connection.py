@@ -133,3 +133,68 @@ async def test_a_replay_stops_when_the_socket_closes():
     conn.close(1013)
     assert await asyncio.wait_for(waiting, 1) is False  # ...and gives up on close
     await conn.finish()
+
+
+class GatedSocket(FakeSocket):
+    """Sends finish at once until ``gate`` is cleared; then they wait for it (the peer's
+    buffers are full)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+        self.gate.set()
+
+    async def send_text(self, text: str) -> None:
+        await self.gate.wait()
+        self.sent.append(text)
+
+
+async def test_idle_sockets_are_written_at_once_and_a_waiting_send_keeps_the_order():
+    ws = GatedSocket()
+    conn = Connection(ws, uuid.uuid4(), queue_size=8)  # type: ignore[arg-type]
+    conn.start()
+    await asyncio.sleep(0)  # the writer is now idle
+    conn.push("a")
+    assert ws.sent == ["a"]  # written in the pusher's own step, no task switch
+    ws.gate.clear()
+    conn.push("b")  # has to wait: handed to the writer
+    conn.push("c")  # queued behind it
+    conn.push_event(1, "d")
+    await asyncio.sleep(0.01)
+    assert ws.sent == ["a"]
+    ws.gate.set()
+    await wait_until(lambda: len(ws.sent) == 4)
+    assert ws.sent == ["a", "b", "c", "d"]
+    await asyncio.sleep(0)
+    conn.push("e")  # idle again: at once
+    assert ws.sent[-1] == "e" and conn.close_code is None
+    await conn.finish()
+
+
+class BrokenSocket(FakeSocket):
+    async def send_text(self, text: str) -> None:
+        raise RuntimeError("connection reset")
+
+
+async def test_a_failed_immediate_write_marks_the_socket_closed():
+    conn = Connection(BrokenSocket(), uuid.uuid4(), queue_size=8)  # type: ignore[arg-type]
+    conn.start()
+    await asyncio.sleep(0)
+    conn.push("a")
+    assert conn.closed.is_set()
+    conn.push("b")  # dropped quietly: the reader notices the socket is gone
+    await conn.finish()
+
+
+async def test_finishing_cancels_a_waiting_send():
+    ws = GatedSocket()
+    conn = Connection(ws, uuid.uuid4(), queue_size=8)  # type: ignore[arg-type]
+    conn.start()
+    await asyncio.sleep(0)
+    ws.gate.clear()
+    conn.push("stuck")
+    await asyncio.sleep(0.01)  # the writer now awaits the unfinished send
+    await asyncio.wait_for(conn.finish(), 1)
+    ws.gate.set()
+    await asyncio.sleep(0.01)
+    assert ws.sent == []  # the cancelled send never completed

@@ -380,3 +380,39 @@ async def test_a_missed_event_is_read_back_from_the_log(live, connect, world):
     )
     got = [(await client.event("message.created"))["data"]["id"] for _ in range(2)]
     assert dropped and got == [first["id"], second["id"]]
+
+
+@pytest.mark.parametrize("live_settings", [{"ws_send_queue": 8, "rate_messages": "5000/1m"}])
+async def test_a_client_that_stops_reading_is_closed_1013_and_slows_no_one(live, world, connect):
+    """A real socket whose reader stopped: small kernel buffers on both ends (so the test
+    need not push megabytes through loopback), no compression, and a client library
+    that stops taking frames off the socket. The server's buffers fill, then the send
+    queue, and the server closes that socket with 1013 — while a reading client gets
+    every message, in order."""
+    import socket
+
+    reader = await connect("member")
+    await reader.ok("subscribe", topic=f"channel:{world.ids['CH']}")
+    raw = socket.socket()
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    raw.connect(("127.0.0.1", int(live.url.rsplit(":", 1)[1])))
+    raw.setblocking(False)
+    stalled = await Client.connect(
+        live.ws_url, token_of(world.headers["viewer"]), sock=raw, max_queue=1, compression=None
+    )
+    await stalled.ok("subscribe", topic=f"channel:{world.ids['CH']}")
+    for protocol in live.server.server_state.connections:  # the server's end of that socket
+        transport = getattr(protocol, "transport", None)
+        if transport is not None and transport.get_extra_info("peername") == raw.getsockname():
+            transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    sender = await connect("admin")
+    viewer = uuid.UUID(world.ids["viewer_id"])
+    sent: list[str] = []
+    while live.app.state.hub._by_user.get(viewer):
+        assert len(sent) < 200, "the stalled socket was never closed"
+        content = f"{len(sent)} " + "y" * 9_990
+        message = await sender.ok("message.send", channel_id=world.ids["CH"], content=content)
+        sent.append(message["id"])
+    assert await _closed_with(stalled.ws) == 1013
+    got = [(await reader.event("message.created"))["subject_id"] for _ in sent]
+    assert got == sent

@@ -39,7 +39,9 @@ class RequestContextMiddleware:
             await send(message)
 
         try:
-            await self.app(scope, receive, send_with_id)
+            # WebSocket frames pass straight through: the id only goes on HTTP responses,
+            # and a wrapper here would cost every frame of every fan-out a call.
+            await self.app(scope, receive, send_with_id if scope["type"] == "http" else send)
         except Exception:
             log.exception(
                 "unhandled error in request %s %s %s",

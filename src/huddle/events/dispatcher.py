@@ -85,9 +85,15 @@ class Dispatcher:
 
     async def _run(self) -> None:
         while not self._stopping:
+            # Woken by a commit that recorded events: no need to look before numbering.
+            woken = self._wake.is_set()
+            self._wake.clear()
             try:
                 if await self._ensure_leadership():
-                    while await self.dispatch_pending() == self._batch and not self._stopping:
+                    while (
+                        await self.dispatch_pending(probe=not woken) == self._batch
+                        and not self._stopping
+                    ):
                         pass
             except asyncio.CancelledError:
                 raise
@@ -98,7 +104,6 @@ class Dispatcher:
                 break
             with suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._poll)
-            self._wake.clear()
 
     async def _ensure_leadership(self) -> bool:
         if not self._postgres or self._leader_conn is not None:
@@ -136,16 +141,17 @@ class Dispatcher:
                 total += count
         return total
 
-    async def dispatch_pending(self) -> int:
+    async def dispatch_pending(self, *, probe: bool = True) -> int:
         """One pass: number, publish and mark a batch. Returns how many were numbered.
 
-        Also callable directly (tests, ``huddle worker``); passes in one process never
-        overlap.
+        ``probe`` first checks, without a write lock, whether anything is pending (most
+        timer passes find nothing). Also callable directly (tests, ``huddle worker``);
+        passes in one process never overlap.
         """
         async with self._pass_lock:
             if not self.is_leader:
                 return 0
-            events = await self._number_batch()
+            events = await self._number_batch(probe)
             if not events:
                 return 0
             for event in events:
@@ -159,14 +165,12 @@ class Dispatcher:
                 await session.commit()
             return len(events)
 
-    async def _number_batch(self) -> list[Event]:
-        # A cheap read first: most passes find nothing, and then take no write lock.
-        async with self._db.read_session() as session:
-            if (
-                await session.scalar(select(Event.id).where(Event.published_at.is_(None)).limit(1))
-                is None
-            ):
-                return []
+    async def _number_batch(self, probe: bool) -> list[Event]:
+        if probe:  # a cheap read: most timer passes find nothing and take no write lock
+            async with self._db.read_session() as session:
+                first = select(Event.id).where(Event.published_at.is_(None)).limit(1)
+                if await session.scalar(first) is None:
+                    return []
         async with self._db.write_session() as session:
             if self._postgres:
                 await session.execute(

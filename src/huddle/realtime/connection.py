@@ -4,6 +4,12 @@ Nothing here awaits on behalf of others: the hub hands a connection frames with
 :meth:`Connection.push_event` / :meth:`Connection.push`, which never block. A client
 that does not read fills its queue and is closed with 1013 ("try again later") instead
 of slowing delivery to anyone else.
+
+Fan-out cost: when a socket's writer is idle, a pushed frame is written at once, in the
+pusher's own step (the ASGI send finishes without suspending while the transport
+accepts data), so the common case costs no queue hand-off and no task switch per
+socket. Only a send that has to wait (the peer's buffers are full) is handed to the
+socket's writer task, and every later frame queues behind it, in order.
 """
 
 from __future__ import annotations
@@ -12,7 +18,9 @@ import asyncio
 import logging
 import uuid
 from collections import deque
+from collections.abc import Coroutine, Generator
 from contextlib import suppress
+from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketState
 
@@ -25,6 +33,34 @@ _CLOSE_TIMEOUT = 2.0
 def event_frame(raw: str) -> str:
     """The ``event`` frame around an envelope serialised once for every socket."""
     return '{"type":"event","event":' + raw + "}"
+
+
+class _Unfinished:
+    """A coroutine that was stepped once outside any task and stopped at ``pending``
+    (what it yielded to the event loop). Awaiting this, in a task, runs it to the end —
+    what Python 3.12's eager tasks do, without a task per frame."""
+
+    __slots__ = ("coro", "pending")
+
+    def __init__(self, coro: Coroutine[Any, Any, None], pending: Any) -> None:
+        self.coro = coro
+        self.pending = pending
+
+    def __await__(self) -> Generator[Any, Any, None]:
+        pending = self.pending
+        while True:
+            try:
+                value = yield pending
+            except BaseException as exc:  # cancellation thrown into the awaiting task
+                try:
+                    pending = self.coro.throw(exc)
+                except StopIteration:
+                    return
+            else:
+                try:
+                    pending = self.coro.send(value)
+                except StopIteration:
+                    return
 
 
 class Connection:
@@ -45,11 +81,13 @@ class Connection:
         self._sent: set[int] = set()
         self._sent_order: deque[int] = deque()
         self._remember = remember
-        self._queue: asyncio.Queue[str] = asyncio.Queue(maxsize=queue_size)
+        self._queue: asyncio.Queue[str | _Unfinished] = asyncio.Queue(maxsize=queue_size)
         self._limit = queue_size
+        self._idle = False  # the writer waits for a frame and nothing is being sent
         # While a resume replays history, live events wait here (bounded like the queue).
         self._held: list[tuple[int, str]] | None = None
         self._writer: asyncio.Task[None] | None = None
+        self._closing: asyncio.Task[None] | None = None
         self._room = asyncio.Event()
         self.closed = asyncio.Event()
         self.close_code: int | None = None
@@ -62,23 +100,45 @@ class Connection:
     async def _write(self) -> None:
         try:
             while True:
+                self._idle = True
                 frame = await self._queue.get()
-                await self.websocket.send_text(frame)
+                self._idle = False
+                if isinstance(frame, _Unfinished):
+                    await frame
+                else:
+                    await self.websocket.send_text(frame)
                 if self._queue.qsize() < self._limit // 2:
                     self._room.set()
         except asyncio.CancelledError:
             raise
         except Exception:  # the peer went away; the reader notices and cleans up
+            self._idle = False
             self.closed.set()
 
     def push(self, frame: str) -> None:
-        """Queue a frame; a full queue means the client stopped reading: drop it."""
+        """Send or queue a frame; a full queue means the client stopped reading: drop it."""
         if self.closed.is_set():
+            return
+        if self._idle and self._queue.empty():
+            self._send_now(frame)
             return
         try:
             self._queue.put_nowait(frame)
         except asyncio.QueueFull:
             self.close(CLOSE_TOO_SLOW, "too slow: send queue full")
+
+    def _send_now(self, frame: str) -> None:
+        """Write while the writer is idle; a send that must wait goes to the writer."""
+        coro = self.websocket.send_text(frame)
+        try:
+            pending = coro.send(None)
+        except StopIteration:
+            return
+        except Exception:  # the peer went away; the reader notices and cleans up
+            self._idle = False
+            self.closed.set()
+            return
+        self._queue.put_nowait(_Unfinished(coro, pending))
 
     async def push_waiting(self, frame: str) -> bool:
         """Queue a frame once the queue is at most half full (a resume's replay:
@@ -154,7 +214,7 @@ class Connection:
             return
         self.close_code = code
         self.closed.set()
-        asyncio.create_task(self._close(code, reason), name=f"ws-close-{self.id}")  # noqa: RUF006
+        self._closing = asyncio.create_task(self._close(code, reason), name=f"ws-close-{self.id}")
 
     async def _close(self, code: int, reason: str) -> None:
         if self._writer is not None:
@@ -164,9 +224,14 @@ class Connection:
                 await asyncio.wait_for(self.websocket.close(code, reason), _CLOSE_TIMEOUT)
 
     async def finish(self) -> None:
-        """Stop the writer (the socket is gone or closing)."""
+        """Stop the writer (the socket is gone or closing), and give a close frame begun
+        by :meth:`close` its chance to go out: it waits behind frames the client has not
+        read yet, and the server drops the connection as soon as the handler returns."""
         self.closed.set()
         if self._writer is not None:
             self._writer.cancel()
             with suppress(asyncio.CancelledError, Exception):
                 await self._writer
+        if self._closing is not None:
+            with suppress(asyncio.CancelledError, Exception):
+                await self._closing
