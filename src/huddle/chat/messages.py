@@ -106,13 +106,23 @@ async def hydrate(
     ):
         mentions[message_id].append(mentioned)
     return [
-        MessageRead(
-            **_data(m, mentions.get(m.id, [])).model_dump(),
-            author=authors.get(m.author_id) if m.author_id else None,
-            reactions=reactions.get(m.id, []),
+        _message_read(
+            m,
+            mentions.get(m.id, []),
+            authors.get(m.author_id) if m.author_id else None,
+            reactions.get(m.id, []),
         )
         for m in messages
     ]
+
+
+def _message_read(
+    message: Message,
+    mentions: list[uuid.UUID],
+    author: UserSummary | None,
+    reactions: list[ReactionCount],
+) -> MessageRead:
+    return MessageRead(**_data(message, mentions).model_dump(), author=author, reactions=reactions)
 
 
 def _data(message: Message, mentions: list[uuid.UUID]) -> MessageData:
@@ -305,12 +315,7 @@ async def post_message(
         )
     mentioned = await _set_mentions(session, caller, access, message, "message.created", new=True)
     # A new message has no reactions yet and its author is the caller: nothing to read back.
-    read = MessageRead(
-        **_data(message, mentioned).model_dump(),
-        author=UserSummary.model_validate(caller.user),
-        reactions=[],
-    )
-    return read, True
+    return _message_read(message, mentioned, UserSummary.model_validate(caller.user), []), True
 
 
 async def edit_message(

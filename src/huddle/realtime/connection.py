@@ -111,9 +111,8 @@ class Connection:
                     self._room.set()
         except asyncio.CancelledError:
             raise
-        except Exception:  # the peer went away; the reader notices and cleans up
-            self._idle = False
-            self.closed.set()
+        except Exception:
+            self._lost()
 
     def push(self, frame: str) -> None:
         """Send or queue a frame; a full queue means the client stopped reading: drop it."""
@@ -134,11 +133,15 @@ class Connection:
             pending = coro.send(None)
         except StopIteration:
             return
-        except Exception:  # the peer went away; the reader notices and cleans up
-            self._idle = False
-            self.closed.set()
+        except Exception:
+            self._lost()
             return
         self._queue.put_nowait(_Unfinished(coro, pending))
+
+    def _lost(self) -> None:
+        """A send failed: the peer went away (the reader notices and cleans up)."""
+        self._idle = False
+        self.closed.set()
 
     async def push_waiting(self, frame: str) -> bool:
         """Queue a frame once the queue is at most half full (a resume's replay:
