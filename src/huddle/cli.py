@@ -1,4 +1,4 @@
-"""The ``huddle`` command: serve, migrate, createsuperuser."""
+"""The ``huddle`` command: serve, worker, migrate, vacuum, createsuperuser."""
 
 from __future__ import annotations
 
@@ -33,10 +33,24 @@ def cmd_migrate(_args: argparse.Namespace) -> int:
     return 0
 
 
+def _schema_problem(settings: Settings) -> str | None:
+    """Bring SQLite up to date; on PostgreSQL, say why not to start if it is behind."""
+    from huddle.core.migrate import pending, upgrade
+
+    if settings.is_sqlite:
+        upgrade(settings.database_url)
+        return None
+    current, head = asyncio.run(pending(settings))
+    if current != head:
+        return (
+            f"the database is at revision {current or '(empty)'}, the code needs {head}: "
+            "run `huddle migrate` first"
+        )
+    return None
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
-
-    from huddle.core.migrate import pending, upgrade
 
     settings = _load_settings()
     if args.workers > 1 and not settings.redis_url:
@@ -49,15 +63,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         settings.signing_key  # noqa: B018 - create the generated key once, before forking
     except ValueError as exc:
         return _fail(str(exc))
-    if settings.is_sqlite:
-        upgrade(settings.database_url)
-    else:
-        current, head = asyncio.run(pending(settings))
-        if current != head:
-            return _fail(
-                f"the database is at revision {current or '(empty)'}, the code needs {head}: "
-                "run `huddle migrate` first"
-            )
+    problem = _schema_problem(settings)
+    if problem:
+        return _fail(problem)
     uvicorn.run(
         "huddle.app:create_app",
         factory=True,
@@ -134,6 +142,50 @@ def cmd_createsuperuser(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _run_worker(settings: Settings) -> None:
+    import logging
+    import signal
+
+    from huddle.core.db import Database
+    from huddle.core.logging import configure_logging
+    from huddle.events.runtime import build_event_runtime
+
+    configure_logging(settings.log_level)
+    log = logging.getLogger("huddle.worker")
+    db = Database(settings)
+    runtime = build_event_runtime(settings, db, run_workers=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    runtime.start()
+    log.info(
+        "worker running: event dispatcher (bus: %s) and webhook sender",
+        settings.effective_event_bus,
+    )
+    try:
+        await stop.wait()
+    finally:
+        log.info("worker stopping")
+        await runtime.stop()
+        await db.dispose()
+
+
+def cmd_worker(_args: argparse.Namespace) -> int:
+    settings = _load_settings()
+    if not settings.redis_url:
+        return _fail(
+            "`huddle worker` needs HUDDLE_REDIS_URL: the events it publishes reach the API "
+            "processes' WebSocket clients through Redis. On one machine without Redis the "
+            "API process dispatches events itself (HUDDLE_EMBEDDED_WORKER, the default)."
+        )
+    problem = _schema_problem(settings)
+    if problem:
+        return _fail(problem)
+    asyncio.run(_run_worker(settings))
+    return 0
+
+
 def cmd_vacuum(_args: argparse.Namespace) -> int:
     from huddle.search.maintenance import vacuum
 
@@ -151,6 +203,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--workers", type=int, default=1)
     serve.set_defaults(func=cmd_serve)
+
+    worker = sub.add_parser(
+        "worker", help="run the event dispatcher and webhook sender without the API"
+    )
+    worker.set_defaults(func=cmd_worker)
 
     migrate = sub.add_parser("migrate", help="apply pending database migrations")
     migrate.set_defaults(func=cmd_migrate)

@@ -12,9 +12,9 @@ import secrets
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal, Self
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 log = logging.getLogger("huddle.config")
@@ -94,7 +94,33 @@ class Settings(BaseSettings):
     mail_from: str = "Huddle <huddle@localhost>"
 
     event_poll_interval: float = Field(default=1.0, gt=0, description="seconds")
+    # None: ``redis`` when HUDDLE_REDIS_URL is set, else ``memory`` (see effective_event_bus).
+    event_bus: Literal["memory", "redis", "dapr"] | None = None
+    event_batch: int = Field(default=500, ge=1, le=10_000, description="events per pass")
+    event_retry_max: float = Field(
+        default=5.0, gt=0, description="longest wait (seconds) between retries of a down bus"
+    )
+    redis_stream_maxlen: int = Field(
+        default=100_000, ge=100, description="entries the Redis event stream keeps (approx.)"
+    )
+    # The API process also runs the dispatcher and the webhook sender; set false when
+    # ``huddle worker`` processes do it (they then need HUDDLE_REDIS_URL to reach the API).
+    embedded_worker: bool = True
     role_cache_ttl: int = Field(default=300, ge=1, description="seconds")
+    idempotency_ttl: int = Field(
+        default=86400, ge=1, description="seconds an Idempotency-Key and its answer are kept"
+    )
+
+    # Webhooks
+    webhook_retry_base_s: float = Field(
+        default=10.0, gt=0, description="wait before the first retry; doubles after each"
+    )
+    webhook_max_attempts: int = Field(default=8, ge=1, le=30)
+    webhook_timeout: float = Field(default=10.0, gt=0, description="seconds per attempt")
+    webhook_poll_interval: float = Field(default=1.0, gt=0, description="seconds")
+    webhook_allow_private: bool = Field(
+        default=False, description="allow URLs on loopback/private addresses (SSRF guard off)"
+    )
 
     # WebSocket gateway (/ws)
     ws_auth_timeout: float = Field(default=5.0, gt=0, description="seconds to send auth")
@@ -108,6 +134,32 @@ class Settings(BaseSettings):
         description="permessage-deflate for WebSocket frames (each socket compresses "
         "every frame itself, which multiplies fan-out CPU)",
     )
+
+    # Dapr sidecar: the event bus for other services (HUDDLE_EVENT_BUS=dapr), and commands
+    # from them (inbound, enabled by dapr_app_api_token).
+    dapr_http_endpoint: str = "http://127.0.0.1:3500"
+    dapr_pubsub_name: str = "pubsub"
+    dapr_api_token: str | None = None  # sent to the sidecar (its DAPR_API_TOKEN)
+    dapr_app_api_token: str | None = None  # the sidecar sends it to us (its APP_API_TOKEN)
+    dapr_inbound_topic: str = "huddle-commands"
+    dapr_timeout: float = Field(default=5.0, gt=0, description="seconds per sidecar call")
+
+    # Request bodies, uploads and documents
+    max_body_kb: int = Field(
+        default=1024, ge=1, description="largest request body, uploads excepted (413 above)"
+    )
+    max_upload_mb: int = Field(default=25, ge=1, le=10_240, description="largest upload")
+    upload_dir: Path | None = None  # None: <data_dir>/uploads
+
+    # Semantic search: the embedding model (the packaged local one, or a model served by an
+    # OpenAI-compatible endpoint at llm_base_url), and the LLM endpoint the AI uses.
+    embedding_model: str = "all-MiniLM-L6-v2"
+    semantic_index: bool = Field(
+        default=True, description="index documents, files and messages for /api/ai/search"
+    )
+    llm_base_url: str | None = None
+    llm_api_key: str | None = None
+    llm_timeout: float = Field(default=60.0, gt=0, description="seconds per LLM call")
 
     # TURN (coturn REST API credentials for WebRTC calls)
     turn_secret: str | None = None
@@ -142,10 +194,36 @@ class Settings(BaseSettings):
         "smtp_username",
         "smtp_password",
         "turn_secret",
+        "dapr_api_token",
+        "dapr_app_api_token",
+        "llm_base_url",
+        "llm_api_key",
     )
     @classmethod
     def _blank_is_none(cls, value: str | None) -> str | None:
         return value or None
+
+    @model_validator(mode="after")
+    def _check_event_bus(self) -> Self:
+        if self.event_bus == "redis" and not self.redis_url:
+            raise ValueError("HUDDLE_EVENT_BUS=redis needs HUDDLE_REDIS_URL")
+        if self.event_bus == "memory" and self.redis_url:
+            raise ValueError(
+                "HUDDLE_EVENT_BUS=memory cannot reach other processes while HUDDLE_REDIS_URL "
+                "is set: use redis (or leave HUDDLE_EVENT_BUS unset)"
+            )
+        if self.embedding_model not in ("all-MiniLM-L6-v2", "local") and not self.llm_base_url:
+            raise ValueError(
+                f"HUDDLE_EMBEDDING_MODEL={self.embedding_model} is not the packaged model "
+                "(all-MiniLM-L6-v2): set HUDDLE_LLM_BASE_URL to an OpenAI-compatible "
+                "endpoint that serves it"
+            )
+        if not self.embedded_worker and not self.redis_url:
+            raise ValueError(
+                "HUDDLE_EMBEDDED_WORKER=false needs HUDDLE_REDIS_URL: events published by "
+                "`huddle worker` reach the API's WebSocket clients through Redis"
+            )
+        return self
 
     @cached_property
     def login_rate(self) -> Rate:
@@ -158,6 +236,14 @@ class Settings(BaseSettings):
     @cached_property
     def message_rate(self) -> Rate:
         return Rate.parse(self.rate_messages)
+
+    @property
+    def effective_event_bus(self) -> str:
+        return self.event_bus or ("redis" if self.redis_url else "memory")
+
+    @property
+    def upload_path(self) -> Path:
+        return self.upload_dir or self.data_dir / "uploads"
 
     @property
     def is_sqlite(self) -> bool:

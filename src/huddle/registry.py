@@ -2,9 +2,12 @@
 
 from huddle.auth import models as auth_models  # noqa: F401
 from huddle.chat import models as chat_models  # noqa: F401
+from huddle.core import idempotency_models  # noqa: F401
 from huddle.core.models import Base
+from huddle.documents import models as document_models  # noqa: F401
 from huddle.events import models as event_models  # noqa: F401
 from huddle.projects import models as project_models  # noqa: F401
+from huddle.search import models as search_models  # noqa: F401
 from huddle.tasks import models as task_models  # noqa: F401
 from huddle.workspaces import models as workspace_models  # noqa: F401
 

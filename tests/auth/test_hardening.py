@@ -229,10 +229,7 @@ async def test_refused_cors_preflight_is_in_the_error_shape(make_settings, start
     ("content", "content_type"),
     [
         (b"--x\r\n", "multipart/form-data"),
-        (
-            b"username=" + b"a" * (1024 * 1024 + 10) + b"&password=x",
-            "application/x-www-form-urlencoded",
-        ),
+        (b"username=" + b"a" * (600 * 1024) + b"&password=x", "application/x-www-form-urlencoded"),
     ],
 )
 async def test_unparseable_bodies_are_422(client, content, content_type):
@@ -240,6 +237,18 @@ async def test_unparseable_bodies_are_422(client, content, content_type):
         "/api/auth/token", content=content, headers={"content-type": content_type}
     )
     assert_error(response, 422, "validation_error")
+
+
+async def test_a_form_over_the_body_limit_is_413(client):
+    """The body limit (HUDDLE_MAX_BODY_KB, 1 MB by default) answers before any form parser."""
+    content = b"username=" + b"a" * (1024 * 1024 + 10) + b"&password=x"
+    response = await client.post(
+        "/api/auth/token",
+        content=content,
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    body = assert_error(response, 413, "payload_too_large")
+    assert body["details"] == {"limit": 1024 * 1024}
 
 
 async def test_logout_and_me_still_work_after_hardening(client):

@@ -224,8 +224,9 @@ async def test_out_of_order_commits_are_never_skipped_by_a_resuming_reader(setti
         await db.dispose()
 
 
-async def test_one_leader_at_a_time_and_failover(settings, postgres_only):
-    """Two dispatchers on PostgreSQL: one leads; when it stops, the other takes over."""
+async def test_one_leader_at_a_time_and_failover(settings):
+    """Two dispatchers (an advisory lock on PostgreSQL, a file lock on SQLite): one
+    leads; when it stops, the other takes over."""
     db_a, db_b = Database(settings), Database(settings)
     first = Dispatcher(db_a, MemoryBus(), poll_interval=0.05)
     second = Dispatcher(db_b, MemoryBus(), poll_interval=0.05)
@@ -286,6 +287,36 @@ async def test_republishes_events_numbered_but_not_marked(settings):
             await session.commit()
         await dispatcher.flush()
         assert len(published) == 2 and published[0] == published[1]  # same seq twice: dedupable
+    finally:
+        await dispatcher.stop()
+        await db.dispose()
+
+
+async def test_a_numbered_event_goes_out_before_anything_newer(settings):
+    """An event numbered but refused by the bus must be published before any event is
+    numbered after it, even when older unnumbered rows fill the batch: a stream keyed
+    by seq would otherwise take the older seq for a duplicate and drop it."""
+    db = Database(settings)
+    published = []
+    bus = MemoryBus()
+
+    async def collect(envelope):
+        published.append(envelope.id)
+
+    bus.subscribe(collect)
+    dispatcher = Dispatcher(db, bus, poll_interval=60, batch=1)
+    try:
+        for name in ("late", "numbered"):
+            async with db.write_session() as session:
+                await _record_workspace_event(session, name)
+                await session.commit()
+        async with db.write_session() as session:  # the second row got seq 1, unpublished
+            await session.execute(
+                text("UPDATE events SET seq = 1 WHERE id = (SELECT MAX(id) FROM events)")
+            )
+            await session.commit()
+        await dispatcher.flush()
+        assert published == [1, 2]
     finally:
         await dispatcher.stop()
         await db.dispose()

@@ -9,6 +9,7 @@ import uuid
 
 from starlette.websockets import WebSocketState
 
+from huddle.events.bus import MemoryBus
 from huddle.realtime.connection import CLOSE_TOO_SLOW, Connection
 from huddle.realtime.fanout import LocalFanout
 from huddle.realtime.hub import Hub
@@ -40,7 +41,7 @@ async def wait_until(condition, timeout: float = 5.0) -> None:
 
 
 async def test_a_stuck_socket_is_closed_1013_and_others_get_everything():
-    hub = Hub(None, LocalFanout(), MemoryPresence(), MemoryCalls())  # type: ignore[arg-type]
+    hub = Hub(None, LocalFanout(MemoryBus()), MemoryPresence(), MemoryCalls())  # type: ignore[arg-type]
     stuck_ws, fast_ws = FakeSocket(stuck=True), FakeSocket()
     stuck = Connection(stuck_ws, uuid.uuid4(), queue_size=8)  # type: ignore[arg-type]
     fast = Connection(fast_ws, uuid.uuid4(), queue_size=8)  # type: ignore[arg-type]
@@ -62,7 +63,7 @@ async def test_a_stuck_socket_is_closed_1013_and_others_get_everything():
 
 
 async def test_one_frame_text_is_shared_by_all_sockets():
-    hub = Hub(None, LocalFanout(), MemoryPresence(), MemoryCalls())  # type: ignore[arg-type]
+    hub = Hub(None, LocalFanout(MemoryBus()), MemoryPresence(), MemoryCalls())  # type: ignore[arg-type]
     sockets = [FakeSocket() for _ in range(3)]
     conns = [Connection(ws, uuid.uuid4(), queue_size=8) for ws in sockets]  # type: ignore[arg-type]
     for conn in conns:

@@ -201,10 +201,8 @@ async def workspace_access(
     return WorkspaceAccess(workspace, role)
 
 
-async def project_access(
-    session: AsyncSession, cache: ScopedCache, user_id: uuid.UUID, project_id: uuid.UUID
-) -> ProjectAccess:
-    """The project and the caller's effective role; 404 unless the caller may see it."""
+async def live_project(session: AsyncSession, project_id: uuid.UUID) -> Project:
+    """A project that is not deleted, in a workspace that is not deleted (else 404)."""
     row = (
         await session.execute(
             select(Project, Workspace.deleted_at)
@@ -214,7 +212,15 @@ async def project_access(
     ).first()
     if row is None or row[0].deleted_at is not None or row[1] is not None:
         raise NotFound("Project not found")
-    project = row[0]
+    project: Project = row[0]
+    return project
+
+
+async def project_access(
+    session: AsyncSession, cache: ScopedCache, user_id: uuid.UUID, project_id: uuid.UUID
+) -> ProjectAccess:
+    """The project and the caller's effective role; 404 unless the caller may see it."""
+    project = await live_project(session, project_id)
     role, ws_role = await project_role(session, cache, project, user_id)
     if role is None or ws_role is None:
         raise NotFound("Project not found")

@@ -295,12 +295,15 @@ async def post_message(
         content=data.content,
         client_msg_id=data.client_msg_id,
     )
-    session.add(message)
     if data.client_msg_id is None:
+        session.add(message)
         await session.flush()
     else:  # only a racing send with the same client_msg_id can break a constraint here
         try:
+            # Added inside the savepoint: SAVEPOINT first flushes what is pending, and
+            # an INSERT flushed outside it would break the whole transaction.
             async with session.begin_nested():
+                session.add(message)
                 await session.flush()
         except IntegrityError:
             first = await _existing(session, access, caller, data.client_msg_id)

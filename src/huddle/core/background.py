@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Coroutine
+from contextlib import suppress
 from typing import Any
 
 log = logging.getLogger("huddle.background")
@@ -34,3 +35,16 @@ class BackgroundRunner:
             task.cancel()
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
+
+
+async def stop_task(task: asyncio.Task[Any] | None, timeout: float) -> None:  # noqa: ASYNC109
+    """Let a loop that was asked to stop finish its current step (never cancelled in the
+    middle of a transaction), cancelling it only after ``timeout`` seconds."""
+    if task is None:
+        return
+    try:
+        await asyncio.wait_for(asyncio.shield(task), timeout)
+    except TimeoutError:
+        task.cancel()
+        with suppress(asyncio.CancelledError):
+            await task

@@ -3,14 +3,27 @@
 Entries are grouped by workspace so one call drops everything cached about a workspace
 when its memberships, teams or grants change. In Redis each workspace is one hash
 (``HGET``/``HSET``/``DEL``) with a TTL as a safety net.
+
+While Redis is unreachable the cache steps aside instead of failing requests: reads are
+misses (roles come from the database) and writes are skipped. A process that saw
+Redis fail empties the whole cache before it uses Redis again (its own invalidations
+may be lost, and so may another process's), so no role cached before the outage
+outlives a change made during it; invalidations it could not send are retried too.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
+from contextlib import suppress
 from typing import Protocol
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+log = logging.getLogger("huddle.cache")
+_DOWN = (RedisError, OSError)
 
 MISSING = "\x00missing"  # cached "no role": distinct from "not cached"
 
@@ -29,6 +42,9 @@ class ScopedCache(Protocol):
 
     async def drop(self, scope: str) -> None:
         """Drop the scope's entries without recording an invalidation."""
+
+    async def aclose(self) -> None:
+        """Stop background work (at shutdown)."""
 
 
 class MemoryScopedCache:
@@ -67,33 +83,112 @@ class MemoryScopedCache:
     async def drop(self, scope: str) -> None:
         self._data.pop(scope, None)
 
+    async def aclose(self) -> None:
+        pass
+
 
 class RedisScopedCache:
     def __init__(self, redis: Redis, prefix: str, ttl: int = 300) -> None:
         self._redis = redis
         self._prefix = prefix + "cache:"
         self._ttl = ttl
+        self._unsent: set[str] = set()  # invalidations Redis did not take yet
+        self._retry: asyncio.Task[None] | None = None
+        self._warned = -1e9
+        self._degraded = False  # Redis failed since the cache was last emptied
+
+    async def _usable(self) -> bool:
+        """Redis answers and the cache is trustworthy (emptied after an outage)."""
+        if not self._degraded:
+            return True
+        try:
+            inv = self._prefix + "inv:"
+            stale = [k async for k in self._redis.scan_iter(match=self._prefix + "*", count=500)]
+            stale = [
+                k for k in stale if not (k.decode() if isinstance(k, bytes) else k).startswith(inv)
+            ]
+            for start in range(0, len(stale), 500):
+                await self._redis.delete(*stale[start : start + 500])
+            for scope in list(self._unsent):
+                await self._send_invalidation(scope)
+                self._unsent.discard(scope)
+        except _DOWN:
+            return False
+        self._degraded = False
+        log.info("role cache: Redis is back; emptied the cache (%d entries)", len(stale))
+        return True
+
+    async def aclose(self) -> None:
+        if self._retry is not None:
+            self._retry.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._retry
+
+    def _down(self, what: str, exc: BaseException) -> None:
+        self._degraded = True
+        now = time.monotonic()
+        if now - self._warned > 30:  # once per outage-ish, not per request
+            self._warned = now
+            log.warning("role cache: Redis unreachable on %s (%s); using the database", what, exc)
 
     async def get(self, scope: str, key: str) -> str | None:
-        raw = await self._redis.hget(self._prefix + scope, key)
+        if scope in self._unsent or not await self._usable():
+            return None
+        try:
+            raw = await self._redis.hget(self._prefix + scope, key)
+        except _DOWN as exc:
+            self._down("read", exc)
+            return None
         return raw.decode() if isinstance(raw, bytes) else raw
 
     async def set(self, scope: str, key: str, value: str | None) -> None:
+        if scope in self._unsent or not await self._usable():
+            return
         name = self._prefix + scope
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hset(name, key, MISSING if value is None else value)
-            pipe.expire(name, self._ttl, nx=True)
-            await pipe.execute()
+        try:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.hset(name, key, MISSING if value is None else value)
+                pipe.expire(name, self._ttl, nx=True)
+                await pipe.execute()
+        except _DOWN as exc:
+            self._down("write", exc)
 
-    async def invalidate(self, scope: str) -> None:
+    async def _send_invalidation(self, scope: str) -> None:
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.delete(self._prefix + scope)
             pipe.set(self._prefix + "inv:" + scope, repr(time.time()), ex=self._ttl)
             await pipe.execute()
 
+    async def invalidate(self, scope: str) -> None:
+        try:
+            await self._send_invalidation(scope)
+        except _DOWN as exc:
+            self._down("invalidation", exc)
+            self._unsent.add(scope)
+            if self._retry is None or self._retry.done():
+                self._retry = asyncio.create_task(self._retry_invalidations())
+
+    async def _retry_invalidations(self) -> None:
+        while self._unsent:
+            await asyncio.sleep(1)
+            for scope in list(self._unsent):
+                with suppress(*_DOWN):
+                    await self._send_invalidation(scope)
+                    self._unsent.discard(scope)
+
     async def invalidated_at(self, scope: str) -> float | None:
-        raw = await self._redis.get(self._prefix + "inv:" + scope)
+        if scope in self._unsent:
+            return time.time()
+        try:
+            raw = await self._redis.get(self._prefix + "inv:" + scope)
+        except _DOWN as exc:
+            self._down("read", exc)
+            return time.time()  # unknown: treat as just invalidated (nothing gets cached)
         return float(raw) if raw is not None else None
 
     async def drop(self, scope: str) -> None:
-        await self._redis.delete(self._prefix + scope)
+        try:
+            await self._redis.delete(self._prefix + scope)
+        except _DOWN as exc:
+            self._down("drop", exc)
+            await self.invalidate(scope)

@@ -51,9 +51,12 @@ async def pending(settings: Settings) -> tuple[str | None, str | None]:
 def include_object(
     obj: object, name: str | None, type_: str, reflected: bool, compare_to: object
 ) -> bool:
-    """What autogenerate compares: everything but full-text search, which is
-    dialect-specific DDL (SQLite FTS5 tables and their shadow tables, PostgreSQL GIN
-    expression indexes named ``*_search``) written by hand in the chat-and-search revision."""
+    """What autogenerate compares: everything but dialect-specific DDL written by hand in
+    the revisions: full-text search (SQLite FTS5 tables and their shadow tables,
+    PostgreSQL GIN expression indexes named ``*_search``) and pgvector's column and index
+    on ``chunks``, which exist only where the server has the extension."""
     if type_ == "table" and name and "_fts" in name:
         return False
-    return not (type_ == "index" and name and name.endswith("_search"))
+    if type_ == "column" and name == "embedding_vec":
+        return False
+    return not (type_ == "index" and name and name.endswith(("_search", "_hnsw")))

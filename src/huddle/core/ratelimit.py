@@ -7,12 +7,17 @@ the attempt, :meth:`record` after a failure, as login does).
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Protocol
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from huddle.config import Rate
+
+log = logging.getLogger("huddle.ratelimit")
+_DOWN = (RedisError, OSError)
 
 
 class RateLimiter(Protocol):
@@ -80,17 +85,33 @@ class MemoryRateLimiter:
 
 
 class RedisRateLimiter:
-    """Counters in Redis (``INCR`` + ``EXPIRE NX``), shared by every worker and instance."""
+    """Counters in Redis (``INCR`` + ``EXPIRE NX``), shared by every worker and instance.
+
+    While Redis is unreachable, counting falls back to this process's memory: limits
+    still hold, per process, and requests neither fail nor go unlimited.
+    """
 
     def __init__(self, redis: Redis, prefix: str) -> None:
         self._redis = redis
         self._prefix = prefix + "rl:"
+        self._fallback = MemoryRateLimiter()
+        self._warned = -1e9
+
+    def _down(self, exc: BaseException) -> None:
+        now = time.monotonic()
+        if now - self._warned > 30:
+            self._warned = now
+            log.warning("rate limits: Redis unreachable (%s); counting in this process", exc)
 
     async def blocked_for(self, key: str, rate: Rate) -> int | None:
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.get(self._prefix + key)
-            pipe.ttl(self._prefix + key)
-            raw, ttl = await pipe.execute()
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.get(self._prefix + key)
+                pipe.ttl(self._prefix + key)
+                raw, ttl = await pipe.execute()
+        except _DOWN as exc:
+            self._down(exc)
+            return await self._fallback.blocked_for(key, rate)
         if raw is not None and int(raw) >= rate.count:
             return max(1, int(ttl)) if ttl and ttl > 0 else rate.window
         return None
@@ -104,13 +125,25 @@ class RedisRateLimiter:
         return int(count), int(ttl)
 
     async def record(self, key: str, rate: Rate) -> None:
-        await self._incr(key, rate)
+        try:
+            await self._incr(key, rate)
+        except _DOWN as exc:
+            self._down(exc)
+            await self._fallback.record(key, rate)
 
     async def reset(self, key: str) -> None:
-        await self._redis.delete(self._prefix + key)
+        await self._fallback.reset(key)
+        try:
+            await self._redis.delete(self._prefix + key)
+        except _DOWN as exc:
+            self._down(exc)
 
     async def hit(self, key: str, rate: Rate) -> int | None:
-        count, ttl = await self._incr(key, rate)
+        try:
+            count, ttl = await self._incr(key, rate)
+        except _DOWN as exc:
+            self._down(exc)
+            return await self._fallback.hit(key, rate)
         if count > rate.count:
             return max(1, ttl) if ttl > 0 else rate.window
         return None
@@ -118,5 +151,9 @@ class RedisRateLimiter:
     async def undo(self, key: str) -> None:
         # DECR, deleting the key at zero so no counter outlives its window.
         name = self._prefix + key
-        if int(await self._redis.decr(name)) <= 0:
-            await self._redis.delete(name)
+        try:
+            if int(await self._redis.decr(name)) <= 0:
+                await self._redis.delete(name)
+        except _DOWN as exc:
+            self._down(exc)
+            await self._fallback.undo(key)

@@ -17,6 +17,8 @@ from huddle.chat.schemas import (
     ReactionEventData,
     ReadState,
 )
+from huddle.documents.schemas import DocumentRead, FileRead
+from huddle.events.schemas import WebhookEventData
 from huddle.projects.schemas import GrantRead, ProjectData
 from huddle.tasks.schemas import (
     ColumnDeleted,
@@ -62,6 +64,11 @@ CATALOG: dict[str, type[BaseModel]] = {
     "task.updated": TaskRead,
     "task.moved": TaskRead,
     "task.deleted": TaskRead,
+    "document.created": DocumentRead,
+    "document.updated": DocumentRead,
+    "document.deleted": DocumentRead,
+    "file.uploaded": FileRead,
+    "file.deleted": FileRead,
     "column.created": ColumnRead,
     "column.updated": ColumnRead,
     "column.reordered": ColumnsReordered,
@@ -81,4 +88,7 @@ CATALOG: dict[str, type[BaseModel]] = {
     "mention": MentionData,
     "user.updated": UserRead,
     "user.deleted": DeletedData,
+    "webhook.created": WebhookEventData,
+    "webhook.updated": WebhookEventData,
+    "webhook.deleted": WebhookEventData,
 }

@@ -6,10 +6,10 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Index, Integer, String, text
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from huddle.core.models import Base, JSONType
+from huddle.core.models import Base, CreatedAtMixin, IdMixin, JSONType
 from huddle.core.time import utcnow
 
 # BIGINT on PostgreSQL; SQLite only auto-increments an INTEGER PRIMARY KEY.
@@ -49,3 +49,80 @@ class Event(Base):
     data: Mapped[dict[str, Any]] = mapped_column(JSONType)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     published_at: Mapped[datetime | None]
+
+
+class Webhook(IdMixin, CreatedAtMixin, Base):
+    """A workspace's HTTP endpoint that receives a signed POST per matching event."""
+
+    __tablename__ = "webhooks"
+
+    workspace_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("workspaces.id", ondelete="CASCADE"), index=True
+    )
+    url: Mapped[str] = mapped_column(String(2000))
+    secret: Mapped[str] = mapped_column(String(200))
+    # Event types (``task.created``), families (``task.*``) or ``*``.
+    event_types: Mapped[list[str]] = mapped_column(JSONType)
+    description: Mapped[str] = mapped_column(String(200), default="")
+    active: Mapped[bool] = mapped_column(default=True)
+    created_by: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL")
+    )
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class WebhookDelivery(IdMixin, CreatedAtMixin, Base):
+    """One event to one webhook, with the outcome of its latest attempt.
+
+    Rows are written in the transaction that marks their event published, so an event
+    is never published without its deliveries. The sender claims due rows (``pending``
+    and ``next_attempt_at`` passed), posts, and records the outcome; a test ping has no
+    ``event_seq`` and carries its own ``payload``.
+    """
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        UniqueConstraint("webhook_id", "event_seq"),
+        Index(
+            "ix_webhook_deliveries_due",
+            "next_attempt_at",
+            sqlite_where=text("status = 'pending'"),
+            postgresql_where=text("status = 'pending'"),
+        ),
+    )
+
+    webhook_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("webhooks.id", ondelete="CASCADE"), index=True
+    )
+    event_seq: Mapped[int | None] = mapped_column(BigId)
+    event_type: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime | None]
+    last_attempt_at: Mapped[datetime | None]
+    last_status_code: Mapped[int | None]
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    last_duration_ms: Mapped[int | None]
+    delivered_at: Mapped[datetime | None]
+
+
+class InboundEvent(Base):
+    """A CloudEvent accepted from the Dapr sidecar: (source, id) is handled once."""
+
+    __tablename__ = "inbound_events"
+
+    source: Mapped[str] = mapped_column(String(300), primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(300), primary_key=True)
+    type: Mapped[str] = mapped_column(String(200))
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class BusCursor(Base):
+    """How far an integration bus (Dapr) has been fed: the last ``seq`` it accepted."""
+
+    __tablename__ = "bus_cursors"
+
+    name: Mapped[str] = mapped_column(String(50), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigId)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

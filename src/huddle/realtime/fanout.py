@@ -2,11 +2,12 @@
 
 * :class:`LocalFanout` (no Redis): the dispatcher's in-process bus feeds this process's
   hub directly; ephemeral frames go straight to it.
-* :class:`RedisFanout` (``HUDDLE_REDIS_URL``): the process that dispatches events (one
-  at a time) appends each envelope to a Redis stream, and every process's hub reads
-  that stream — so each hub sees every event once, in ``seq`` order, whichever process
-  published it. Ephemeral frames (typing, presence, call signaling) travel over a Redis
-  pub/sub channel to every process.
+* :class:`RedisFanout` (``HUDDLE_REDIS_URL``): the dispatcher (one at a time, in any
+  process, ``huddle worker`` included) appends each envelope to the Redis event stream
+  (:mod:`huddle.events.redis_bus`), and every process's hub reads that stream — so each
+  hub sees every event once, in ``seq`` order, whichever process published it. The same
+  stream is the ``redis`` event bus other services read. Ephemeral frames (typing,
+  presence, call signaling) travel over a Redis pub/sub channel to every process.
 
 Each event is serialised once where it is published; hubs forward the same JSON text.
 """
@@ -16,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import uuid
 from contextlib import suppress
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from redis.asyncio import Redis
 
 from huddle.events.bus import MemoryBus
+from huddle.events.redis_bus import stream_name
 from huddle.events.schemas import Envelope
 
 if TYPE_CHECKING:
@@ -44,7 +45,7 @@ class Route:
 
 
 class Fanout(Protocol):
-    async def start(self, bus: MemoryBus, hub: Hub) -> None: ...
+    async def start(self, hub: Hub) -> None: ...
 
     async def stop(self) -> None: ...
 
@@ -52,11 +53,12 @@ class Fanout(Protocol):
 
 
 class LocalFanout:
-    def __init__(self) -> None:
+    def __init__(self, bus: MemoryBus) -> None:
+        self._bus = bus
         self._hub: Hub | None = None
         self._unsubscribe: Any = None
 
-    async def start(self, bus: MemoryBus, hub: Hub) -> None:
+    async def start(self, hub: Hub) -> None:
         self._hub = hub
 
         async def deliver(event: Envelope) -> None:
@@ -64,7 +66,7 @@ class LocalFanout:
                 event.id, event.topic, event.type, event.model_dump_json(), event
             )
 
-        self._unsubscribe = bus.subscribe(deliver)
+        self._unsubscribe = self._bus.subscribe(deliver)
 
     async def stop(self) -> None:
         if self._unsubscribe is not None:
@@ -76,33 +78,15 @@ class LocalFanout:
 
 
 class RedisFanout:
-    STREAM_MAXLEN = 10_000  # the stream is a relay, not the log (the events table is)
-
     def __init__(self, url: str, prefix: str) -> None:
         # Its own client: blocking reads must not share the request path's socket timeout.
         self._redis = Redis.from_url(url, decode_responses=True, socket_connect_timeout=3)
-        self._stream = f"{prefix}ws:events"
+        self._stream = stream_name(prefix)
         self._channel = f"{prefix}ws:ephemeral"
-        self._origin = uuid.uuid4().hex
         self._tasks: list[asyncio.Task[None]] = []
-        self._unsubscribe: Any = None
         self._ready = asyncio.Event()
 
-    async def start(self, bus: MemoryBus, hub: Hub) -> None:
-        async def publish(event: Envelope) -> None:
-            await self._redis.xadd(
-                self._stream,
-                {
-                    "seq": event.id,
-                    "topic": event.topic,
-                    "type": event.type,
-                    "event": event.model_dump_json(),
-                },
-                maxlen=self.STREAM_MAXLEN,
-                approximate=True,
-            )
-
-        self._unsubscribe = bus.subscribe(publish)
+    async def start(self, hub: Hub) -> None:
         try:
             start_id: str | None = await self._stream_end()
         except Exception:  # Redis is down: start anyway (/ready says so), catch up later
@@ -124,8 +108,6 @@ class RedisFanout:
         return str(last[0][0]) if last else "0-0"
 
     async def stop(self) -> None:
-        if self._unsubscribe is not None:
-            self._unsubscribe()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

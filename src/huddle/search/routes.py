@@ -1,20 +1,33 @@
-"""Full-text search over what the caller can see."""
+"""Search over what the caller can see: full-text (by words) and semantic (by meaning)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from pydantic import AfterValidator
 
-from huddle.access.deps import CurrentCaller, WorkspaceAccessDep
+from huddle.access.deps import CurrentCaller, RoleCache, WorkspaceAccessDep
 from huddle.core.db import SessionDep
 from huddle.core.errors import ERROR_RESPONSES
 from huddle.core.validation import clean_text
-from huddle.search import service
-from huddle.search.schemas import SearchPage
+from huddle.search import semantic, service
+from huddle.search.embeddings import Embedder
+from huddle.search.schemas import AISearchAnswer, AISearchRequest, SearchPage
+from huddle.search.vectors import VectorIndex
 
 router = APIRouter(prefix="/api", tags=["search"], responses=ERROR_RESPONSES)
+ai_router = APIRouter(prefix="/api/ai", tags=["ai"], responses=ERROR_RESPONSES)
+
+
+@dataclass(frozen=True)
+class SemanticRuntime:
+    """The process's query embedder and vector index (``app.state.semantic``)."""
+
+    embedder: Embedder
+    index: VectorIndex
+
 
 Q = Annotated[
     str,
@@ -46,7 +59,24 @@ async def search(
     limit: Limit = 20,
     cursor: Cursor = None,
 ) -> SearchPage:
-    """Search the messages and tasks you can see in a workspace, best matches first."""
+    """Search the messages, tasks, documents and files you can see in a workspace, best
+    matches first."""
     params = service.SearchParams.parse(q, types, limit, cursor)
     scope = service.Scope(access.workspace.id, caller.id, access.role)
     return await service.search(session, scope, params)
+
+
+@ai_router.post("/search", response_model=AISearchAnswer)
+async def ai_search(
+    data: AISearchRequest, caller: CurrentCaller, cache: RoleCache, request: Request
+) -> AISearchAnswer:
+    """The passages closest in meaning to `query` among the documents, files and messages
+    you can see in a workspace, best source first.
+
+    `answer` is written from the sources when an LLM is configured, else null.
+    """
+    runtime: SemanticRuntime = request.app.state.semantic
+    # A read transaction (not the write one every POST gets): nothing is written, and on
+    # SQLite a write transaction would hold the database lock while the query is embedded.
+    async with request.app.state.db.read_session() as session:
+        return await semantic.search(session, cache, runtime.embedder, runtime.index, caller, data)

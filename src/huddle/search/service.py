@@ -1,4 +1,4 @@
-"""Full-text search over the chat messages and tasks a caller may see.
+"""Full-text search over the chat messages, tasks, documents and files a caller may see.
 
 A request runs a constant number of statements whatever the page size:
 
@@ -8,10 +8,11 @@ A request runs a constant number of statements whatever the page size:
 3. per kind, the page's rows with their snippets, which the database computes for those
    rows only.
 
-The database does the text work. SQLite uses the FTS5 tables ``messages_fts`` and
-``tasks_fts`` (external content: their rowid is the implicit rowid of ``messages`` and
-``tasks``, kept in step by triggers); PostgreSQL uses ``to_tsvector`` expressions that
-GIN indexes cover. Both come from the migration ``2026-11-22-0400_chat_and_search.py``.
+The database does the text work. SQLite uses the FTS5 tables ``<table>_fts``
+(external content: their rowid is the implicit rowid of ``messages``, ``tasks``,
+``documents`` and ``files``, kept in step by triggers); PostgreSQL uses ``to_tsvector``
+expressions that GIN indexes cover. Both come from the migrations
+``2026-11-22-0400_chat_and_search.py`` and ``2026-12-01-1437_semantic_index_…``.
 """
 
 from __future__ import annotations
@@ -44,8 +45,16 @@ from huddle.chat.channels import DM_TITLE
 from huddle.chat.models import Channel, ChannelKind, Message
 from huddle.core.errors import ValidationFailed
 from huddle.core.models import Base
+from huddle.documents.models import Document, File
 from huddle.projects.models import Project
-from huddle.search.schemas import MessageHit, SearchHit, SearchPage, TaskHit
+from huddle.search.schemas import (
+    DocumentHit,
+    FileHit,
+    MessageHit,
+    SearchHit,
+    SearchPage,
+    TaskHit,
+)
 from huddle.tasks.models import BoardColumn, Task
 
 MAX_OFFSET = 1000  # ranked search pages by offset; deep offsets cost more than they help
@@ -257,7 +266,75 @@ class TaskKind(Kind):
         )
 
 
-KINDS: dict[str, Kind] = {kind.name: kind for kind in (MessageKind(), TaskKind())}
+class DocumentKind(Kind):
+    name = "documents"
+    model = Document
+    fts_table = "documents_fts"
+    snippet_column = -1  # the title or the text
+    document = "coalesce(documents.title, '') || ' ' || coalesce(documents.content, '')"
+
+    def visible(self, scope: Scope) -> ColumnElement[bool]:
+        projects = visible_projects(scope.workspace_id, scope.user_id, scope.role)
+        return Document.project_id.in_(projects.with_only_columns(Project.id))
+
+    def page(self, query: Select[Any]) -> Select[Any]:
+        return query.add_columns(
+            Document.id,
+            Document.title,
+            Document.project_id,
+            Document.channel_id,
+            Document.created_at,
+        )
+
+    def hit(self, row: Any, score: float, snippet: str) -> SearchHit:
+        return DocumentHit(
+            id=row.id,
+            title=row.title,
+            snippet=snippet,
+            score=score,
+            project_id=row.project_id,
+            channel_id=row.channel_id,
+            created_at=row.created_at,
+        )
+
+
+class FileKind(Kind):
+    name = "files"
+    model = File
+    fts_table = "files_fts"
+    snippet_column = -1  # the name or the extracted text
+    document = "coalesce(files.filename, '') || ' ' || coalesce(files.text, '')"
+
+    def visible(self, scope: Scope) -> ColumnElement[bool]:
+        projects = visible_projects(scope.workspace_id, scope.user_id, scope.role)
+        return File.project_id.in_(projects.with_only_columns(Project.id))
+
+    def page(self, query: Select[Any]) -> Select[Any]:
+        return query.add_columns(
+            File.id,
+            File.filename,
+            File.content_type,
+            File.project_id,
+            File.channel_id,
+            File.created_at,
+        )
+
+    def hit(self, row: Any, score: float, snippet: str) -> SearchHit:
+        return FileHit(
+            id=row.id,
+            title=row.filename,
+            snippet=snippet,
+            score=score,
+            project_id=row.project_id,
+            channel_id=row.channel_id,
+            content_type=row.content_type,
+            created_at=row.created_at,
+        )
+
+
+KINDS: dict[str, Kind] = {
+    kind.name: kind for kind in (MessageKind(), TaskKind(), DocumentKind(), FileKind())
+}
 
 
 # --- the database's full-text functions ----------------------------------------------------

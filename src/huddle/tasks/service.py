@@ -15,6 +15,7 @@ from huddle.core.cache import ScopedCache
 from huddle.core.errors import Conflict, NotFound, PreconditionFailed, ValidationFailed
 from huddle.core.time import utcnow
 from huddle.events import topics
+from huddle.events.schemas import Actor
 from huddle.events.service import record
 from huddle.projects.models import Project
 from huddle.tasks import ranking
@@ -37,7 +38,7 @@ async def status_of(session: AsyncSession, task: Task) -> str:
 
 async def _record(
     session: AsyncSession,
-    caller: Caller,
+    caller: Caller | None,
     access: ProjectAccess,
     event_type: str,
     task: Task,
@@ -48,7 +49,7 @@ async def _record(
         session,
         event_type,
         topic=topics.project(access.project.id),
-        actor=caller.actor,
+        actor=caller.actor if caller is not None else Actor.system(),
         data=data,
         workspace_id=access.project.workspace_id,
         subject_id=task.id,
@@ -121,11 +122,15 @@ def _set_column(task: Task, column: BoardColumn) -> None:
 async def create_task(
     session: AsyncSession,
     cache: ScopedCache,
-    caller: Caller,
+    caller: Caller | None,
     access: ProjectAccess,
     data: TaskCreate,
 ) -> TaskRead:
-    """Add a task at the end of its column (default: the board's first column)."""
+    """Add a task at the end of its column (default: the board's first column).
+
+    ``caller`` None: the system creates it (a command from another service, see
+    :mod:`huddle.events.commands`): no creator, and the event's actor is ``system``.
+    """
     require_writable(access)
     if data.column_id is not None:
         column = await _column_of(session, access.project.id, data.column_id, "column_id")
@@ -140,7 +145,7 @@ async def create_task(
         description=data.description,
         priority=data.priority,
         assignee_id=data.assignee_id,
-        creator_id=caller.id,
+        creator_id=caller.id if caller is not None else None,
         due_date=data.due_date,
         position=ranking.between(await _last_rank(session, column.id), None),
     )

@@ -1,0 +1,56 @@
+"""Where uploaded bytes live: ``HUDDLE_UPLOAD_DIR/<ab>/<name>``.
+
+Names are generated (32 random hex digits, sharded by their first two), never taken from
+the client, so no upload can choose or escape its path. Writes go to a temporary file in
+the same directory and are renamed into place once complete and synced: a crash leaves
+no half-written file under a real name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Stored:
+    name: str
+    size: int
+    sha256: str
+
+
+class FileStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def path(self, name: str) -> Path:
+        if len(name) != 32 or any(c not in "0123456789abcdef" for c in name):
+            raise ValueError(f"not a storage name: {name!r}")
+        return self.root / name[:2] / name
+
+    def _write(self, data: bytes) -> Stored:
+        name = secrets.token_hex(16)
+        path = self.path(name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temp = path.with_name(f".{name}.part")
+        with open(temp, "xb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+        return Stored(name=name, size=len(data), sha256=hashlib.sha256(data).hexdigest())
+
+    async def save(self, data: bytes) -> Stored:
+        return await asyncio.to_thread(self._write, data)
+
+    def _remove(self, name: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.path(name).unlink()
+
+    async def delete(self, name: str) -> None:
+        await asyncio.to_thread(self._remove, name)
