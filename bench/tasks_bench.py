@@ -28,6 +28,7 @@ from pathlib import Path
 import asyncpg
 import httpx
 from asgi_lifespan import LifespanManager
+from results import write_section
 from sqlalchemy import insert, update
 from sqlalchemy.engine import make_url
 
@@ -41,7 +42,6 @@ from huddle.core.tokens import encode_access_token
 from huddle.tasks import ranking
 from huddle.tasks.models import BoardColumn, Task
 
-ROOT = Path(__file__).resolve().parent
 SECRET = "bench-secret-" + "x" * 40
 OPERATIONS = ("create", "move", "list page", "board (~500 cards)", "my tasks")
 
@@ -273,20 +273,8 @@ def main() -> None:
     table = "\n".join(lines)
     print(table)
     if args.write:
-        write_section(table)
+        write_section("## Tasks and board", table)
     sys.exit(0 if all(verdicts) else 1)
-
-
-def write_section(section: str) -> None:
-    path = ROOT / "RESULTS.md"
-    text = path.read_text() if path.exists() else "# Benchmark results\n\n"
-    start = text.find("## Tasks and board")
-    if start == -1:
-        text = text.rstrip() + "\n\n" + section
-    else:
-        end = text.find("\n## ", start + 1)
-        text = text[:start] + section + (text[end + 1 :] if end != -1 else "")
-    path.write_text(text.rstrip() + "\n")
 
 
 if __name__ == "__main__":

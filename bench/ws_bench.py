@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from results import write_section
 
 ROOT = Path(__file__).resolve().parent
 PASSWORD = "bench password 123"
@@ -272,17 +273,6 @@ def report(runs: list[Run], args: argparse.Namespace, command: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_section(text: str) -> None:
-    path = ROOT / "RESULTS.md"
-    current = path.read_text()
-    start = current.find("## WebSocket fan-out")
-    if start < 0:
-        path.write_text(current.rstrip() + "\n\n" + text)
-        return
-    end = current.find("\n## ", start + 1)
-    path.write_text(current[:start] + text + (current[end + 1 :] if end >= 0 else ""))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sockets", type=int, default=1000)
@@ -315,7 +305,7 @@ def main() -> None:
     text = report(runs, args, command)
     print(text)
     if args.write:
-        write_section(text)
+        write_section("## WebSocket fan-out", text)
 
 
 if __name__ == "__main__":
