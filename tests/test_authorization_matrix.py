@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from tests.helpers import assert_error
-from tests.world import ROLES, World, add_documents, add_webhooks, build_world
+from tests.world import ROLES, World, add_ai, add_documents, add_webhooks, build_world
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,7 @@ class Case:
     webhooks: bool = False  # needs webhooks WH (of W) and WH2 (of W2), delivery WD
     documents: bool = False  # needs documents D (P) and QD (Q), files F (P) and QF (Q)
     upload: bool = False  # the body is a multipart upload of a small markdown file
+    ai: bool = False  # needs conversation C, pending action A, prompts PR and SPR
 
     @property
     def label(self) -> str:
@@ -288,6 +289,60 @@ CASES += [
     Case(c.method, c.path, c.expect, c.body, c.query, documents=True, upload=c.upload)
     for c in DOCUMENT_CASES
 ]
+SIGNED_IN = (R401, 200, 200, 200, 200, 200)
+OWNER = (R401, 404, 404, 200, 404, 404)
+AI_CASES = [
+    Case("GET", "/api/ai/health", SIGNED_IN),
+    Case("GET", "/api/ai/conversations", SIGNED_IN),
+    Case(
+        "POST",
+        "/api/ai/conversations",
+        (R401, 404, 201, 201, 201, 404),
+        lambda w: {"workspace_id": w.ids["W"]},
+    ),
+    Case("GET", "/api/ai/conversations/{C}", OWNER),
+    Case("DELETE", "/api/ai/conversations/{C}", (R401, 404, 404, 204, 404, 404)),
+    # No model is configured here: the owner gets 503 ai_unavailable, everyone else 404.
+    Case(
+        "POST",
+        "/api/ai/conversations/{C}/messages",
+        (R401, 404, 404, 503, 404, 404),
+        {"content": "hi"},
+    ),
+    Case("POST", "/api/ai/actions/{A}/confirm", OWNER),
+    Case("GET", "/api/prompts", SIGNED_IN),
+    Case("POST", "/api/prompts", (R401, 201, 201, 201, 201, 201), {"name": "N", "content": "C"}),
+    Case(
+        "POST",
+        "/api/prompts",
+        (R401, 404, 403, 403, 201, 404),
+        lambda w: {"name": "N", "content": "C", "workspace_id": w.ids["W"], "shared": True},
+    ),
+    Case("GET", "/api/prompts/{PR}", OWNER),
+    Case("GET", "/api/prompts/{SPR}", WS_READ),
+    Case("PATCH", "/api/prompts/{PR}", OWNER, {"name": "Renamed"}),
+    Case("PATCH", "/api/prompts/{SPR}", WS_ADMIN, {"name": "Renamed"}),
+    Case("DELETE", "/api/prompts/{PR}", (R401, 404, 404, 204, 404, 404)),
+    Case("DELETE", "/api/prompts/{SPR}", WS_ADMIN_204),
+]
+CASES += [Case(c.method, c.path, c.expect, c.body, c.query, ai=True) for c in AI_CASES]
+CASES += [
+    # No model here: whoever may read the channel gets 503 ai_unavailable.
+    Case(
+        "POST",
+        "/api/ai/summarize",
+        (R401, 404, 503, 503, 503, 404),
+        lambda w: {"channel_id": w.ids["CH"]},
+        chat=True,
+    ),
+    Case(
+        "POST",
+        "/api/ai/summarize",
+        (R401, 404, 404, 503, 404, 404),
+        lambda w: {"channel_id": w.ids["PC2"]},
+        chat=True,
+    ),
+]
 
 
 @pytest.mark.parametrize("role", ROLES)
@@ -298,6 +353,8 @@ async def test_route_as_role(client, app, case: Case, role: str):
         await add_webhooks(world)
     if case.documents:
         await add_documents(world)
+    if case.ai:
+        await add_ai(world)
     body = case.body(world) if callable(case.body) else case.body
     if case.upload:
         upload = {"file": ("notes.md", b"# Notes")}
@@ -315,6 +372,7 @@ async def test_route_as_role(client, app, case: Case, role: str):
                 403: "forbidden",
                 404: "not_found",
                 409: "conflict",
+                503: "ai_unavailable",
             }[expected]
         )
 
@@ -342,6 +400,7 @@ def test_matrix_covers_every_route(app):
         "/api/documents",
         "/api/files",
         "/api/ai",
+        "/api/prompts",
     )
     expected = {
         (method.upper(), path)

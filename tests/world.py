@@ -279,3 +279,52 @@ async def add_documents(world: World) -> None:
         )
         assert response.status_code == 201, response.text
         world.ids[name] = response.json()["id"]
+
+
+async def add_ai(world: World) -> None:
+    """Conversation C of ``member`` in W; pending action A of it (deleting task MT, made
+    by ``member`` in P); ``member``'s own prompt PR and ``admin``'s prompt SPR shared in W."""
+    from datetime import timedelta
+
+    from huddle.ai.models import AIPendingAction
+
+    conversation = await world.ok(
+        "member", "POST", "/api/ai/conversations", 201, json={"workspace_id": world.ids["W"]}
+    )
+    world.ids["C"] = conversation["id"]
+    task = await world.ok("member", "POST", "/api/projects/{P}/tasks", 201, json={"title": "Mine"})
+    world.ids["MT"] = task["id"]
+    async with world.app.state.db.write_session() as session:
+        action = AIPendingAction(
+            user_id=world.ids_uuid("member_id"),
+            workspace_id=world.ids_uuid("W"),
+            conversation_id=uuid.UUID(conversation["id"]),
+            tool="delete_task",
+            args={"task_id": task["id"]},
+            tool_call_id="call_matrix",
+            expires_at=utcnow() + timedelta(minutes=10),
+        )
+        session.add(action)
+        await session.commit()
+        world.ids["A"] = str(action.id)
+    mine = await world.ok(
+        "member",
+        "POST",
+        "/api/prompts",
+        201,
+        json={"name": "Mine", "content": "Be brief.", "workspace_id": world.ids["W"]},
+    )
+    world.ids["PR"] = mine["id"]
+    shared = await world.ok(
+        "admin",
+        "POST",
+        "/api/prompts",
+        201,
+        json={
+            "name": "Team",
+            "content": "Answer in French.",
+            "workspace_id": world.ids["W"],
+            "shared": True,
+        },
+    )
+    world.ids["SPR"] = shared["id"]

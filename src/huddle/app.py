@@ -10,9 +10,14 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 from starlette.datastructures import State
+from starlette.routing import Route
 
 from huddle import __version__
 from huddle.admin.routes import router as admin_router
+from huddle.ai.llm import LLM
+from huddle.ai.routes import prompt_router
+from huddle.ai.routes import router as ai_router
+from huddle.ai.service import AIRuntime
 from huddle.auth.deps import touch_api_token, user_for_token
 from huddle.auth.external import ExternalTokenVerifier
 from huddle.auth.routes import router as auth_router
@@ -42,6 +47,7 @@ from huddle.events.routes import router as event_router
 from huddle.events.runtime import build_event_runtime, embedder_for, remote_wake
 from huddle.events.webhook_routes import router as webhook_router
 from huddle.health import router as health_router
+from huddle.mcp.server import MCPEndpoint
 from huddle.projects.routes import router as project_router
 from huddle.realtime.fanout import Fanout, LocalFanout, RedisFanout
 from huddle.realtime.gateway import router as gateway_router
@@ -129,6 +135,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         app.state.background = runner
         app.state.semantic = SemanticRuntime(embedder_for(settings), vectors)
+        app.state.ai = AIRuntime(llm=LLM(settings, app.state), limiter=limiter, settings=settings)
         app.state.mailer = Mailer(create_mail_backend(settings), runner, settings)
         app.state.events = events
         app.state.bus = events.memory_bus
@@ -144,13 +151,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await fanout.start(hub)
         events.start()
         try:
-            yield
+            async with mcp.run():
+                yield
         finally:
             await events.stop()
             await fanout.stop()
             await app.state.role_cache.aclose()
             await app.state.semantic.embedder.aclose()
-            await runner.drain()
+            await runner.drain()  # streaming AI turns still need their client
+            await app.state.ai.llm.aclose()
             if verifier is not None:
                 await verifier.aclose()
             hasher.close()
@@ -165,6 +174,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    mcp = MCPEndpoint(app.state)
     app.state.file_store = FileStore(settings.upload_path)
     install_error_handlers(app)
     install_openapi(app)
@@ -196,10 +206,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(search_router)
     app.include_router(document_router)
     app.include_router(ai_search_router)
+    app.include_router(ai_router)
+    app.include_router(prompt_router)
     app.include_router(event_router)
     app.include_router(webhook_router)
     app.include_router(dapr_router)
     app.include_router(admin_router)
     app.include_router(turn_router)
     app.include_router(gateway_router)
+    # The MCP server, with and without the trailing slash (no redirect for clients).
+    for path in ("/mcp", "/mcp/"):
+        app.router.routes.append(Route(path, mcp, methods=["GET", "POST", "DELETE"]))
     return app

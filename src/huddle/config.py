@@ -80,6 +80,7 @@ class Settings(BaseSettings):
     rate_login: str = "10/15m"
     rate_register: str = "20/1h"
     rate_messages: str = "60/1m"
+    rate_ai: str = "30/1m"
 
     public_url: str = "http://127.0.0.1:8000"
     invitation_ttl_days: int = Field(default=7, ge=1, le=365)
@@ -159,7 +160,16 @@ class Settings(BaseSettings):
     )
     llm_base_url: str | None = None
     llm_api_key: str | None = None
+    llm_model: str | None = None
     llm_timeout: float = Field(default=60.0, gt=0, description="seconds per LLM call")
+    llm_max_retries: int = Field(
+        default=3, ge=0, le=10, description="retries (with backoff) on 429, 5xx and timeouts"
+    )
+    # The assistant: how much history a conversation sends the model (tokens, estimated
+    # as characters / 4), and how long a destructive action waits for confirmation.
+    ai_context_tokens: int = Field(default=6000, ge=500)
+    ai_action_ttl: int = Field(default=900, ge=10, description="seconds")
+    ai_max_turns: int = Field(default=8, ge=1, le=50, description="model calls per reply")
 
     # TURN (coturn REST API credentials for WebRTC calls)
     turn_secret: str | None = None
@@ -178,7 +188,7 @@ class Settings(BaseSettings):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
-    @field_validator("rate_login", "rate_register", "rate_messages")
+    @field_validator("rate_login", "rate_register", "rate_messages", "rate_ai")
     @classmethod
     def _check_rate(cls, value: str) -> str:
         Rate.parse(value)
@@ -198,6 +208,7 @@ class Settings(BaseSettings):
         "dapr_app_api_token",
         "llm_base_url",
         "llm_api_key",
+        "llm_model",
     )
     @classmethod
     def _blank_is_none(cls, value: str | None) -> str | None:
@@ -236,6 +247,15 @@ class Settings(BaseSettings):
     @cached_property
     def message_rate(self) -> Rate:
         return Rate.parse(self.rate_messages)
+
+    @cached_property
+    def ai_rate(self) -> Rate:
+        return Rate.parse(self.rate_ai)
+
+    @property
+    def llm_configured(self) -> bool:
+        """A model is named and there is an endpoint (or an OpenAI key) to ask it."""
+        return bool(self.llm_model and (self.llm_base_url or self.llm_api_key))
 
     @property
     def effective_event_bus(self) -> str:

@@ -1,5 +1,6 @@
 """Imports every domain's models so Alembic and the tests see one metadata."""
 
+from huddle.ai import models as ai_models  # noqa: F401
 from huddle.auth import models as auth_models  # noqa: F401
 from huddle.chat import models as chat_models  # noqa: F401
 from huddle.core import idempotency_models  # noqa: F401

@@ -140,6 +140,30 @@ async def user_for_token(
 CurrentUser = Annotated[User, Depends(get_current_user)]
 
 
+async def get_user_outside_transaction(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> User:
+    """The caller, read in a short read-only session that is closed before the endpoint
+    runs: for routes that wait on something slow (a language model) and write in units of
+    work of their own — on SQLite a POST's request session would hold the write lock for
+    the whole wait."""
+    if credentials is None:
+        raise NotAuthenticated()
+    state = request.app.state
+
+    def touch(token_id: uuid.UUID) -> None:
+        state.background.spawn(touch_api_token(state.db, token_id), name="touch-api-token")
+
+    async with state.db.read_session() as session:
+        user = await user_for_token(session, state, credentials.credentials, touch)
+    request.state.user_id = user.id
+    return user
+
+
+UserOutsideTransaction = Annotated[User, Depends(get_user_outside_transaction)]
+
+
 def client_address(request: Request) -> str:
     """The caller's address as the server sees it (proxy headers are not trusted here)."""
     return request.client.host if request.client else "unknown"

@@ -23,7 +23,7 @@ from huddle.access.deps import Caller
 from huddle.access.roles import Role
 from huddle.auth.models import User
 from huddle.chat.mentions import resolve_mentions
-from huddle.chat.models import Message, MessageMention, Reaction
+from huddle.chat.models import AuthorKind, Channel, Message, MessageMention, Reaction
 from huddle.chat.schemas import (
     MentionData,
     MessageCreate,
@@ -39,6 +39,7 @@ from huddle.core.pagination import PageParams, paginate
 from huddle.core.ratelimit import RateLimiter
 from huddle.core.time import utcnow
 from huddle.events import topics
+from huddle.events.schemas import Actor
 from huddle.events.service import record
 from huddle.workspaces.schemas import UserSummary
 
@@ -267,6 +268,15 @@ async def _existing(
     )
 
 
+async def _count_reply(session: AsyncSession, parent_id: uuid.UUID, reply: Message) -> None:
+    """A thread got a reply: its count and last reply time (an atomic UPDATE)."""
+    await session.execute(
+        update(Message)
+        .where(Message.id == parent_id)
+        .values(reply_count=Message.reply_count + 1, last_reply_at=reply.created_at)
+    )
+
+
 async def post_message(
     session: AsyncSession,
     runtime: ChatRuntime,
@@ -311,11 +321,7 @@ async def post_message(
                 raise
             return await read_message(session, caller.id, first), False
     if parent is not None:
-        await session.execute(
-            update(Message)
-            .where(Message.id == parent.id)
-            .values(reply_count=Message.reply_count + 1, last_reply_at=message.created_at)
-        )
+        await _count_reply(session, parent.id, message)
     mentioned = await _set_mentions(session, caller, access, message, "message.created", new=True)
     # A new message has no reactions yet and its author is the caller: nothing to read back.
     return _message_read(message, mentioned, UserSummary.model_validate(caller.user), []), True
@@ -453,3 +459,53 @@ async def _reaction_event(
         workspace_id=access.channel.workspace_id,
         subject_id=message.id,
     )
+
+
+async def post_assistant_message(
+    session: AsyncSession,
+    channel: Channel,
+    content: str,
+    *,
+    on_behalf_of: uuid.UUID | None,
+    parent_id: uuid.UUID | None,
+    reply_key: str,
+) -> Message | None:
+    """The assistant's message in a channel (``author_kind`` ai, no author), answering
+    ``on_behalf_of``'s request. ``reply_key`` makes it happen once: a repeat with the
+    same key (a redelivered event) posts nothing and returns None."""
+    exists = await session.scalar(
+        select(Message.id).where(
+            Message.channel_id == channel.id,
+            Message.author_kind == AuthorKind.ai,
+            Message.client_msg_id == reply_key,
+        )
+    )
+    if exists is not None:
+        return None
+    if parent_id is not None:
+        parent = await session.get(Message, parent_id, with_for_update=True)
+        if parent is None or parent.deleted_at is not None:
+            parent_id = None  # the thread is gone: answer in the channel
+    message = Message(
+        channel_id=channel.id,
+        author_id=None,
+        author_kind=AuthorKind.ai,
+        parent_id=parent_id,
+        content=content,
+        client_msg_id=reply_key,
+    )
+    session.add(message)
+    await session.flush()
+    if parent_id is not None:
+        await _count_reply(session, parent_id, message)
+    actor = Actor(kind="agent", on_behalf_of=on_behalf_of) if on_behalf_of else Actor.system()
+    await record(
+        session,
+        "message.created",
+        topic=topics.channel(message.channel_id),
+        actor=actor,
+        data=_data(message, []),
+        workspace_id=channel.workspace_id,
+        subject_id=message.id,
+    )
+    return message

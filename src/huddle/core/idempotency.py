@@ -56,6 +56,11 @@ log = logging.getLogger("huddle.idempotency")
 
 HEADER = "idempotency-key"
 REPLAYED_HEADER = "Idempotent-Replayed"
+#: Set by a route on an error answer given *after* it committed writes (e.g. the AI
+#: assistant's turn, which stores the user's message before asking the model): the
+#: answer is kept like a 2xx one, so a retry with the key replays it instead of doing
+#: the writes again. The header itself is not sent to the client.
+KEEP_ERROR_HEADER = "x-huddle-keep-error"
 #: A claim older than this whose request never finished is taken over.
 LOCK_TIMEOUT = timedelta(seconds=60)
 #: Largest body buffered for hashing (the app's own limit applies when lower). Larger
@@ -418,7 +423,11 @@ class _ResponseBuffer:
     async def _finish(self, start: Message, body: bytes) -> None:
         self.settled = True
         status = int(start["status"])
-        if 200 <= status < 300:
+        marker = KEEP_ERROR_HEADER.encode()
+        keep = any(name.lower() == marker for name, _ in start["headers"])
+        if keep:
+            start = {**start, "headers": [h for h in start["headers"] if h[0].lower() != marker]}
+        if 200 <= status < 300 or keep:
             headers = Headers(raw=start["headers"])
             await _quietly(store_response(self._db, self._row_id, status, headers, body), "store")
         else:

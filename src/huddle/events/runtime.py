@@ -120,39 +120,46 @@ def build_event_runtime(
         retry_max=settings.event_retry_max,
         on_published=hooks,
     )
-    forwarders = []
-    if settings.effective_event_bus == "dapr":
-        from huddle.events.dapr import DaprBus
+    forwarders: list[Forwarder] = []
 
+    def consume(name: str, bus: EventBus, *, replay_history: bool = False) -> None:
+        """Feed ``bus`` the published events after commit, in seq order, from its own
+        cursor (see :mod:`huddle.events.forwarder`)."""
         forwarder = Forwarder(
-            "dapr",
+            name,
             db,
-            DaprBus(settings),
+            bus,
             dispatcher,
             poll_interval=settings.event_poll_interval,
             batch=settings.event_batch,
             retry_max=settings.event_retry_max,
+            replay_history=replay_history,
         )
         hooks.append(forwarder.on_published)
         forwarders.append(forwarder)
+
+    if settings.effective_event_bus == "dapr":
+        from huddle.events.dapr import DaprBus
+
+        consume("dapr", DaprBus(settings))
     if settings.semantic_index:
-        # The search index is fed like an integration bus: after commit, in seq order,
-        # resuming from its own cursor (see huddle.search.indexer).
+        # The search index is fed like an integration bus (see huddle.search.indexer).
         from huddle.search.indexer import SemanticIndexer, cursor_name
 
         embedder = embedder_for(settings)
-        indexer = Forwarder(
-            cursor_name(embedder.name),
-            db,
-            SemanticIndexer(db, embedder, vectors or VectorIndex()),
-            dispatcher,
-            poll_interval=settings.event_poll_interval,
-            batch=settings.event_batch,
-            retry_max=settings.event_retry_max,
-            replay_history=True,
-        )
-        hooks.append(indexer.on_published)
-        forwarders.append(indexer)
+        indexer = SemanticIndexer(db, embedder, vectors or VectorIndex())
+        consume(cursor_name(embedder.name), indexer, replay_history=True)
+    if settings.llm_configured:
+        # @ai in chat is answered the same way (see huddle.ai.mentions).
+        from starlette.datastructures import State
+
+        from huddle.ai.llm import LLM
+        from huddle.ai.mentions import CURSOR, MentionResponder
+
+        state = State()
+        state.db = db
+        state.wake_dispatcher = dispatcher.wake
+        consume(CURSOR, MentionResponder(state, LLM(settings, state), settings.ai_context_tokens))
     return EventRuntime(
         memory_bus,
         relay,

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from pydantic import AfterValidator
 
-from huddle.access.deps import CurrentCaller, RoleCache, WorkspaceAccessDep
+from huddle.access.deps import Caller, CurrentCaller, RoleCache, WorkspaceAccessDep
+from huddle.ai import summaries
+from huddle.ai.llm import ProviderError
+from huddle.ai.service import AIRuntime
+from huddle.auth.deps import UserOutsideTransaction
 from huddle.core.db import SessionDep
 from huddle.core.errors import ERROR_RESPONSES
 from huddle.core.validation import clean_text
@@ -17,6 +22,7 @@ from huddle.search.embeddings import Embedder
 from huddle.search.schemas import AISearchAnswer, AISearchRequest, SearchPage
 from huddle.search.vectors import VectorIndex
 
+log = logging.getLogger("huddle.search")
 router = APIRouter(prefix="/api", tags=["search"], responses=ERROR_RESPONSES)
 ai_router = APIRouter(prefix="/api/ai", tags=["ai"], responses=ERROR_RESPONSES)
 
@@ -68,15 +74,30 @@ async def search(
 
 @ai_router.post("/search", response_model=AISearchAnswer)
 async def ai_search(
-    data: AISearchRequest, caller: CurrentCaller, cache: RoleCache, request: Request
+    data: AISearchRequest, user: UserOutsideTransaction, cache: RoleCache, request: Request
 ) -> AISearchAnswer:
     """The passages closest in meaning to `query` among the documents, files and messages
     you can see in a workspace, best source first.
 
-    `answer` is written from the sources when an LLM is configured, else null.
+    `answer` is written from the sources when an LLM is configured (citing them as
+    [1], [2], … in the order of `sources`), else null — also when the model fails.
     """
     runtime: SemanticRuntime = request.app.state.semantic
-    # A read transaction (not the write one every POST gets): nothing is written, and on
-    # SQLite a write transaction would hold the database lock while the query is embedded.
+    caller = Caller.acting_as(user)
+    # A read transaction (not the write one every POST gets): on SQLite a write
+    # transaction would hold the database lock while the query is embedded and the answer
+    # written (whose usage row is written in a transaction of its own).
     async with request.app.state.db.read_session() as session:
-        return await semantic.search(session, cache, runtime.embedder, runtime.index, caller, data)
+        found = await semantic.search(session, cache, runtime.embedder, runtime.index, caller, data)
+    ai: AIRuntime = request.app.state.ai
+    if ai.llm.client is None or not found.sources:
+        return found
+    await ai.check_rate(caller.id)
+    try:
+        found.answer = await summaries.answer(
+            ai.llm, data.query, found.sources, caller.id, ai.settings.ai_context_tokens
+        )
+    except ProviderError as exc:
+        # The sources stand on their own: they are returned, with no answer.
+        log.warning("no answer for an AI search: %s", exc.message)
+    return found

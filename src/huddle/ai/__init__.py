@@ -1,0 +1,1 @@
+"""The AI assistant: LLM client, conversations, the agent and its tools, prompts."""

@@ -1,0 +1,1 @@
+"""The MCP server: the assistant's tools for outside agents, at ``/mcp``."""
