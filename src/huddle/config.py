@@ -170,6 +170,9 @@ class Settings(BaseSettings):
     ai_context_tokens: int = Field(default=6000, ge=500)
     ai_action_ttl: int = Field(default=900, ge=10, description="seconds")
     ai_max_turns: int = Field(default=8, ge=1, le=50, description="model calls per reply")
+    ai_max_output_tokens: int = Field(
+        default=1024, ge=16, le=32_768, description="longest answer one model call may write"
+    )
 
     # TURN (coturn REST API credentials for WebRTC calls)
     turn_secret: str | None = None

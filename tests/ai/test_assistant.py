@@ -127,6 +127,8 @@ async def test_create_task_in_launch_assigned_to_me(ai_world: World, llm: Script
     assert first["messages"][0]["role"] == "system"
     assert "Acme" in first["messages"][0]["content"]
     assert llm.headers[0]["authorization"] == "Bearer test-key"
+    # Every answer is bounded (a small model can otherwise ramble until its context ends).
+    assert all(r["max_tokens"] == 1024 for r in llm.requests)
     # One usage row per model call.
     async with ai_app.state.db.read_session() as session:
         rows = (

@@ -45,6 +45,7 @@ async def test_summary_of_what_the_caller_can_read(ai_world: World, llm: Scripte
         "message_count": 3,
     }
     [request] = llm.requests
+    assert request["max_tokens"] == 1024
     assert "#general" in request["messages"][0]["content"]
     text = user_text(request)
     assert "admin: Release is on Friday; Alice writes the notes." in text

@@ -207,10 +207,20 @@ async def test_resources_for_projects_and_tasks(live: Live, world: World):
         templates = {
             t.uri_template for t in (await mcp.list_resource_templates()).resource_templates
         }
-        assert templates == {"huddle://projects/{project_id}/tasks", "huddle://tasks/{task_id}"}
+        assert templates == {
+            "huddle://projects/{project_id}",
+            "huddle://projects/{project_id}/tasks",
+            "huddle://tasks/{task_id}",
+        }
+        read = await mcp.read_resource(f"huddle://projects/{world.ids['P']}")
+        project = json.loads(read.contents[0].text)
+        assert (project["name"], project["role"]) == ("Public", "viewer")
+        assert [c["key"] for c in project["columns"]] == ["todo", "in_progress", "done"]
         read = await mcp.read_resource(f"huddle://tasks/{world.ids['TK']}")
         assert json.loads(read.contents[0].text)["title"] == "Ship it"
         read = await mcp.read_resource("huddle://projects/Public/tasks")
         assert [t["title"] for t in json.loads(read.contents[0].text)["tasks"]] == ["Ship it"]
         with pytest.raises(Exception):  # noqa: B017 - Q is private: not found for the viewer
             await mcp.read_resource(f"huddle://tasks/{world.ids['QT']}")
+        with pytest.raises(Exception):  # noqa: B017
+            await mcp.read_resource(f"huddle://projects/{world.ids['Q']}")

@@ -254,7 +254,9 @@ async def run_agent(
         instructions=system,
         model=OpenAIChatCompletionsModel(model=llm.model, openai_client=llm.require()),
         tools=list(_tools(record)),
-        model_settings=ModelSettings(temperature=0, include_usage=True),
+        model_settings=ModelSettings(
+            temperature=0, include_usage=True, max_tokens=llm.settings.ai_max_output_tokens
+        ),
     )
     items = to_input_items(history)
     config = RunConfig(

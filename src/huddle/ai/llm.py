@@ -121,7 +121,8 @@ class LLM:
                 model=self.model,
                 messages=cast(Any, messages),
                 temperature=0,
-                max_tokens=max_tokens or openai.omit,
+                # A small model can ramble until its context is full: bound every answer.
+                max_tokens=max_tokens or self.settings.ai_max_output_tokens,
             )
         except openai.OpenAIError as exc:
             log.warning("LLM call for %s failed: %r", purpose, exc)

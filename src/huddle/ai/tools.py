@@ -47,6 +47,7 @@ from huddle.core.errors import AppError, Forbidden, NotFound
 from huddle.core.time import utcnow
 from huddle.events.schemas import Actor
 from huddle.projects.models import Project
+from huddle.projects.service import project_read
 from huddle.search import semantic
 from huddle.search.schemas import AISearchRequest
 from huddle.tasks import queries
@@ -557,6 +558,29 @@ TOOLS: dict[str, Tool] = {
 #: What a confirmed pending action runs.
 CONFIRMED: dict[str, Tool] = {
     "delete_task": Tool("delete_task", "", TaskRef, delete_task_now, writes=True),
+}
+
+
+class ProjectRef(Args):
+    project_id: Ref = Field(description="The project's id or exact name.")
+
+
+async def get_project(
+    session: AsyncSession, scope: ToolScope, caller: Caller, args: ProjectRef
+) -> Any:
+    """A project with the caller's role on it and its board's columns."""
+    access = await _project(session, scope, args.project_id)
+    project = project_read(access.project, access.role).model_dump(mode="json")
+    project["columns"] = [
+        {"id": str(c.id), "key": c.key, "name": c.name, "is_done": c.is_done}
+        for c in await list_columns(session, access.project.id)
+    ]
+    return project
+
+
+#: Reads offered as MCP resources (not as agent tools: list_projects and list_tasks do).
+RESOURCES: dict[str, Tool] = {
+    "get_project": Tool("get_project", "", ProjectRef, get_project),
 }
 
 

@@ -11,8 +11,9 @@ The workspace the tools act in comes from the request, never from the model: the
 ``workspace_id`` query parameter or ``Huddle-Workspace`` header (checked against the
 user's memberships: 404 otherwise), else the user's only workspace.
 
-Resources (templates): ``huddle://projects/{project_id}/tasks`` and
-``huddle://tasks/{task_id}``; the projects themselves come from ``list_projects``.
+Resources (templates): ``huddle://projects/{project_id}`` (with its columns),
+``huddle://projects/{project_id}/tasks`` and ``huddle://tasks/{task_id}``; the list of
+projects comes from ``list_projects``.
 
 The transport is stateless (each POST stands alone), so any instance behind a load
 balancer can answer. The SDK's DNS-rebinding Host check is off: requests carry a Bearer
@@ -40,12 +41,13 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from huddle import __version__
 from huddle.access.service import workspace_access
 from huddle.ai import service as ai_service
-from huddle.ai.tools import TOOLS, Tool, ToolScope, run_tool
+from huddle.ai.tools import RESOURCES, TOOLS, Tool, ToolScope, run_tool
 from huddle.auth.deps import touch_api_token, user_for_token
 from huddle.core.db import unit_of_work
 from huddle.core.errors import AppError, NotAuthenticated, NotFound
 from huddle.workspaces.models import Membership
 
+READS = {**TOOLS, **RESOURCES}
 _USER = "huddle.user_id"
 _WORKSPACE = "huddle.workspace_id"
 
@@ -126,10 +128,19 @@ def build_server(state: State) -> MCPServer:
     server.add_tool(confirm_action, name="confirm_action", structured_output=True)
 
     async def read(ctx: Context[Any, Any], name: str, args: dict[str, Any]) -> str:
-        result = await run_tool(_scope(ctx, state), name, args, str(ctx.request_id))
+        result = await run_tool(_scope(ctx, state), name, args, str(ctx.request_id), tools=READS)
         if "error" in result:
             raise ToolError(json.dumps(result))
         return json.dumps(result)
+
+    @server.resource(
+        "huddle://projects/{project_id}",
+        name="project",
+        description="A project (by id or name) with your role on it and its board's columns.",
+        mime_type="application/json",
+    )
+    async def project(project_id: str, ctx: Context[Any, Any]) -> str:
+        return await read(ctx, "get_project", {"project_id": project_id})
 
     @server.resource(
         "huddle://projects/{project_id}/tasks",
