@@ -18,7 +18,7 @@ from huddle.ai.llm import LLM
 from huddle.ai.routes import prompt_router
 from huddle.ai.routes import router as ai_router
 from huddle.ai.service import AIRuntime
-from huddle.auth.deps import touch_api_token, user_for_token
+from huddle.auth.deps import user_outside_transaction
 from huddle.auth.external import ExternalTokenVerifier
 from huddle.auth.routes import router as auth_router
 from huddle.auth.service import AuthRuntime
@@ -75,13 +75,8 @@ log = logging.getLogger("huddle")
 async def _bearer_user_id(state: State, token: str) -> uuid.UUID | None:
     """The active user behind a Bearer token, or None: how Idempotency-Keys are scoped
     (resolved as routes do; the route itself answers 401 for a bad token)."""
-
-    def touch(token_id: uuid.UUID) -> None:
-        state.background.spawn(touch_api_token(state.db, token_id), name="touch-api-token")
-
     try:
-        async with state.db.read_session() as session:
-            user = await user_for_token(session, state, token, touch)
+        user = await user_outside_transaction(state, token)
     except AppError:
         return None
     return user.id

@@ -23,6 +23,7 @@ from huddle.access.service import workspace_access
 from huddle.ai import agent
 from huddle.ai.llm import LLM, ProviderError
 from huddle.ai.models import ActionStatus, AIConversation, AIMessage, AIPendingAction, AIRole
+from huddle.ai.prompts import readable_prompt
 from huddle.ai.schemas import (
     ActionResult,
     AIMessageRead,
@@ -65,7 +66,8 @@ class AIRuntime:
 # --- conversations ---------------------------------------------------------------------------
 
 
-async def _default_workspace(session: AsyncSession, user_id: uuid.UUID) -> uuid.UUID | None:
+async def default_workspace(session: AsyncSession, user_id: uuid.UUID) -> uuid.UUID | None:
+    """The user's workspace when they are in exactly one (else None: they must say)."""
     ids = (
         await session.scalars(
             select(Membership.workspace_id).where(Membership.user_id == user_id).limit(2)
@@ -77,13 +79,11 @@ async def _default_workspace(session: AsyncSession, user_id: uuid.UUID) -> uuid.
 async def create_conversation(
     session: AsyncSession, cache: ScopedCache, user_id: uuid.UUID, data: ConversationCreate
 ) -> AIConversation:
-    from huddle.ai.prompts import readable_prompt
-
     workspace_id = data.workspace_id
     if workspace_id is not None:
         await workspace_access(session, cache, user_id, workspace_id)
     else:
-        workspace_id = await _default_workspace(session, user_id)
+        workspace_id = await default_workspace(session, user_id)
     system_prompt = data.system_prompt
     if data.prompt_id is not None:
         prompt = await readable_prompt(session, cache, user_id, data.prompt_id)

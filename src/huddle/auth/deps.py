@@ -150,15 +150,21 @@ async def get_user_outside_transaction(
     the whole wait."""
     if credentials is None:
         raise NotAuthenticated()
-    state = request.app.state
+    user = await user_outside_transaction(request.app.state, credentials.credentials)
+    request.state.user_id = user.id
+    return user
+
+
+async def user_outside_transaction(state: State, token: str) -> User:
+    """:func:`user_for_token` in a short read session of its own; an API token's use is
+    recorded in the background. For callers outside a request's session (the
+    Idempotency-Key scoping, the MCP endpoint, routes that wait on a model)."""
 
     def touch(token_id: uuid.UUID) -> None:
         state.background.spawn(touch_api_token(state.db, token_id), name="touch-api-token")
 
     async with state.db.read_session() as session:
-        user = await user_for_token(session, state, credentials.credentials, touch)
-    request.state.user_id = user.id
-    return user
+        return await user_for_token(session, state, token, touch)
 
 
 UserOutsideTransaction = Annotated[User, Depends(get_user_outside_transaction)]

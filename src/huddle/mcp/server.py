@@ -33,7 +33,6 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.transport_security import TransportSecuritySettings
 from pydantic import Field
-from sqlalchemy import select
 from starlette.datastructures import State
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -42,10 +41,8 @@ from huddle import __version__
 from huddle.access.service import workspace_access
 from huddle.ai import service as ai_service
 from huddle.ai.tools import RESOURCES, TOOLS, Tool, ToolScope, run_tool
-from huddle.auth.deps import touch_api_token, user_for_token
-from huddle.core.db import unit_of_work
+from huddle.auth.deps import user_outside_transaction
 from huddle.core.errors import AppError, NotAuthenticated, NotFound
-from huddle.workspaces.models import Membership
 
 READS = {**TOOLS, **RESOURCES}
 _USER = "huddle.user_id"
@@ -210,26 +207,17 @@ class MCPEndpoint:
         if scheme.lower() != "bearer" or not token.strip():
             raise NotAuthenticated("Send an access token or API token as Authorization: Bearer")
         state = self.state
-
-        def touch(token_id: uuid.UUID) -> None:
-            state.background.spawn(touch_api_token(state.db, token_id), name="touch-api-token")
-
+        user = await user_outside_transaction(state, token)
         wanted = _query_param(scope, "workspace_id") or headers.get("huddle-workspace")
-        async with unit_of_work(state, write=False) as session:
-            user = await user_for_token(session, state, token, touch)
-            if wanted:
-                try:
-                    workspace_id = uuid.UUID(wanted.strip())
-                except ValueError:
-                    raise NotFound("Workspace not found") from None
-                await workspace_access(session, state.role_cache, user.id, workspace_id)
-                return user.id, workspace_id
-            ids = (
-                await session.scalars(
-                    select(Membership.workspace_id).where(Membership.user_id == user.id).limit(2)
-                )
-            ).all()
-        return user.id, ids[0] if len(ids) == 1 else None
+        async with state.db.read_session() as session:
+            if not wanted:
+                return user.id, await ai_service.default_workspace(session, user.id)
+            try:
+                workspace_id = uuid.UUID(wanted.strip())
+            except ValueError:
+                raise NotFound("Workspace not found") from None
+            await workspace_access(session, state.role_cache, user.id, workspace_id)
+        return user.id, workspace_id
 
 
 def _query_param(scope: Scope, name: str) -> str | None:
