@@ -179,12 +179,34 @@ class Settings(BaseSettings):
     turn_uris: Annotated[list[str], NoDecode] = Field(default_factory=list)
     turn_ttl: int = Field(default=86400, ge=60, le=7 * 86400, description="seconds")
 
+    # Data protection. Encryption at rest: comma-separated Fernet keys, the first encrypts,
+    # every one decrypts (unset: content is stored in clear). Retention: content older than
+    # this many days is deleted by a background job (unset: kept forever); a workspace
+    # admin may set a shorter limit for their workspace. Licensing: a signed license token
+    # (unset: open-source mode).
+    encryption_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    encryption_batch: int = Field(default=500, ge=1, le=10_000, description="rows per step")
+    data_retention_days: int | None = Field(default=None, ge=1, le=36_500)
+    retention_interval: float = Field(
+        default=3600.0, gt=0, description="seconds between retention passes"
+    )
+    retention_batch: int = Field(default=1000, ge=1, le=100_000, description="rows per step")
+    retention_delete_files: bool = Field(
+        default=False, description="also delete uploaded files older than the limit"
+    )
+    retention_job: bool = Field(
+        default=True, description="run the retention job in this process (app or worker)"
+    )
+    license_key: str | None = None
+
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # Addresses/networks of reverse proxies whose X-Forwarded-For/-Proto are believed.
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
     log_level: str = "INFO"
 
-    @field_validator("cors_origins", "trusted_proxies", "turn_uris", mode="before")
+    @field_validator(
+        "cors_origins", "trusted_proxies", "turn_uris", "encryption_keys", mode="before"
+    )
     @classmethod
     def _split_origins(cls, value: object) -> object:
         if isinstance(value, str):
@@ -212,10 +234,33 @@ class Settings(BaseSettings):
         "llm_base_url",
         "llm_api_key",
         "llm_model",
+        "license_key",
     )
     @classmethod
     def _blank_is_none(cls, value: str | None) -> str | None:
         return value or None
+
+    @field_validator("data_retention_days", mode="before")
+    @classmethod
+    def _blank_days(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("encryption_keys")
+    @classmethod
+    def _check_keys(cls, value: list[str]) -> list[str]:
+        from cryptography.fernet import Fernet
+
+        for position, key in enumerate(value, start=1):
+            try:
+                Fernet(key)
+            except (ValueError, TypeError):
+                raise ValueError(
+                    f"key {position} of HUDDLE_ENCRYPTION_KEYS is not a Fernet key (32 "
+                    "url-safe base64-encoded bytes; `huddle encryption keygen` makes one)"
+                ) from None
+        if len(set(value)) != len(value):
+            raise ValueError("HUDDLE_ENCRYPTION_KEYS lists the same key twice")
+        return value
 
     @model_validator(mode="after")
     def _check_event_bus(self) -> Self:

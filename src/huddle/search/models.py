@@ -46,7 +46,7 @@ class Chunk(IdMixin, Base):
     )
     source_id: Mapped[uuid.UUID]
     ordinal: Mapped[int] = mapped_column(Integer)
-    heading: Mapped[str | None] = mapped_column(String(300))
+    heading: Mapped[str | None] = mapped_column(Text)
     text: Mapped[str] = mapped_column(Text)
     # sha256 of what was embedded for the whole source: unchanged text is not re-embedded.
     source_hash: Mapped[str] = mapped_column(String(64))

@@ -25,6 +25,8 @@ class Workspace(IdMixin, CreatedAtMixin, Base):
     # Deletion is soft: the workspace disappears at once, its event history stays
     # readable by its former members (their memberships are kept).
     deleted_at: Mapped[datetime | None]
+    # A shorter retention than the site's HUDDLE_DATA_RETENTION_DAYS, set by an admin.
+    data_retention_days: Mapped[int | None]
 
 
 class Membership(IdMixin, CreatedAtMixin, Base):
