@@ -220,6 +220,9 @@ def make_settings(
             "argon2_memory_kib": 8,
             "rate_register": "10000/1h",
             "redis_url": None,
+            # The retention job purges expired invitations and tokens at startup: only
+            # the tests of retention turn it on (tests/retention).
+            "retention_job": False,
         }
         values.update(overrides)
         return Settings(**values)

@@ -15,7 +15,9 @@ from typing import Any
 
 import pytest
 
+from huddle.licensing.service import FEATURES
 from tests.helpers import assert_error
+from tests.licensing.keys import install_license
 from tests.world import ROLES, World, add_ai, add_documents, add_webhooks, build_world
 
 
@@ -31,6 +33,7 @@ class Case:
     documents: bool = False  # needs documents D (P) and QD (Q), files F (P) and QF (Q)
     upload: bool = False  # the body is a multipart upload of a small markdown file
     ai: bool = False  # needs conversation C, pending action A, prompts PR and SPR
+    licensed: bool = False  # runs with a license that has every feature (see below)
 
     @property
     def label(self) -> str:
@@ -343,6 +346,15 @@ CASES += [
         chat=True,
     ),
 ]
+# Licensing. The license status is for site superusers and workspace admins (the outsider
+# is admin of W2). Licensed features are checked with a license in force: the case puts
+# one signed by the tests' own key pair into the running app (tests/licensing/keys.py),
+# so who may call the route is checked here, and what open-source mode answers
+# (403 license_required, to admins only) in tests/licensing/test_routes.py.
+CASES += [
+    Case("GET", "/api/license", (R401, 200, 403, 403, 200, 200)),
+    Case("GET", "/api/workspaces/{W}/ai/usage", WS_ADMIN, licensed=True),
+]
 
 
 @pytest.mark.parametrize("role", ROLES)
@@ -355,6 +367,8 @@ async def test_route_as_role(client, app, case: Case, role: str):
         await add_documents(world)
     if case.ai:
         await add_ai(world)
+    if case.licensed:
+        install_license(app, features=sorted(FEATURES))
     body = case.body(world) if callable(case.body) else case.body
     if case.upload:
         upload = {"file": ("notes.md", b"# Notes")}
@@ -401,6 +415,7 @@ def test_matrix_covers_every_route(app):
         "/api/files",
         "/api/ai",
         "/api/prompts",
+        "/api/license",
     )
     expected = {
         (method.upper(), path)

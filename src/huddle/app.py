@@ -18,6 +18,7 @@ from huddle.ai.llm import LLM
 from huddle.ai.routes import prompt_router
 from huddle.ai.routes import router as ai_router
 from huddle.ai.service import AIRuntime
+from huddle.ai.usage_routes import router as ai_usage_router
 from huddle.auth.deps import user_outside_transaction
 from huddle.auth.external import ExternalTokenVerifier
 from huddle.auth.routes import router as auth_router
@@ -25,6 +26,7 @@ from huddle.auth.service import AuthRuntime
 from huddle.chat.messages import ChatRuntime
 from huddle.chat.routes import router as chat_router
 from huddle.config import Settings
+from huddle.core import crypto
 from huddle.core.background import BackgroundRunner
 from huddle.core.bodylimit import BodyLimitMiddleware
 from huddle.core.cache import MemoryScopedCache, RedisScopedCache
@@ -42,11 +44,14 @@ from huddle.core.redis import create_redis
 from huddle.documents.routes import router as document_router
 from huddle.documents.routes import upload_body_limit
 from huddle.documents.storage import FileStore
+from huddle.encryption.keycheck import KeyGate
 from huddle.events.dapr_routes import router as dapr_router
 from huddle.events.routes import router as event_router
 from huddle.events.runtime import build_event_runtime, embedder_for, remote_wake
 from huddle.events.webhook_routes import router as webhook_router
 from huddle.health import router as health_router
+from huddle.licensing.routes import router as license_router
+from huddle.licensing.service import load_license
 from huddle.mcp.server import MCPEndpoint
 from huddle.projects.routes import router as project_router
 from huddle.realtime.fanout import Fanout, LocalFanout, RedisFanout
@@ -61,6 +66,7 @@ from huddle.realtime.state import (
     RedisPresence,
 )
 from huddle.realtime.turn import router as turn_router
+from huddle.retention.runner import start_retention
 from huddle.search.routes import SemanticRuntime
 from huddle.search.routes import ai_router as ai_search_router
 from huddle.search.routes import router as search_router
@@ -87,10 +93,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     configure_logging(settings.log_level)
     settings.signing_key  # noqa: B018 - fail at startup, not on the first request
+    keys = crypto.configure(settings.encryption_keys)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         db = Database(settings)
+        # Refuses to start (a clear error) when the keys cannot open the stored content.
+        key_gate = KeyGate(db, keys)
+        try:
+            await key_gate.start()
+        except BaseException:
+            await db.dispose()
+            raise
+        app.state.key_gate = key_gate
         redis = create_redis(settings.redis_url) if settings.redis_url else None
         limiter: RateLimiter = (
             RedisRateLimiter(redis, settings.redis_key_prefix) if redis else MemoryRateLimiter()
@@ -145,10 +160,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await hub.start()
         await fanout.start(hub)
         events.start()
+        app.state.retention = start_retention(db, settings, app.state.file_store)
         try:
             async with mcp.run():
                 yield
         finally:
+            if app.state.retention is not None:
+                await app.state.retention.stop()
+            await key_gate.stop()
             await events.stop()
             await fanout.stop()
             await app.state.role_cache.aclose()
@@ -169,6 +188,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    # Verified once: a bad key is logged and means open-source mode, never a failed start.
+    app.state.license = load_license(settings.license_key)
     mcp = MCPEndpoint(app.state)
     app.state.file_store = FileStore(settings.upload_path)
     install_error_handlers(app)
@@ -203,10 +224,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(ai_search_router)
     app.include_router(ai_router)
     app.include_router(prompt_router)
+    app.include_router(ai_usage_router)
     app.include_router(event_router)
     app.include_router(webhook_router)
     app.include_router(dapr_router)
     app.include_router(admin_router)
+    app.include_router(license_router)
     app.include_router(turn_router)
     app.include_router(gateway_router)
     # The MCP server, with and without the trailing slash (no redirect for clients).

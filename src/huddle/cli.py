@@ -1,4 +1,5 @@
-"""The ``huddle`` command: serve, worker, migrate, vacuum, createsuperuser."""
+"""The ``huddle`` command: serve, worker, migrate, vacuum, createsuperuser, license,
+encryption."""
 
 from __future__ import annotations
 
@@ -10,6 +11,9 @@ import sys
 from pydantic import ValidationError
 
 from huddle.config import Settings
+from huddle.encryption.cli import add_encryption_commands, key_problem
+from huddle.licensing.cli import add_license_commands
+from huddle.retention.cli import add_retention_commands
 
 
 def _fail(message: str) -> int:
@@ -39,14 +43,14 @@ def _schema_problem(settings: Settings) -> str | None:
 
     if settings.is_sqlite:
         upgrade(settings.database_url)
-        return None
+        return key_problem(settings)
     current, head = asyncio.run(pending(settings))
     if current != head:
         return (
             f"the database is at revision {current or '(empty)'}, the code needs {head}: "
             "run `huddle migrate` first"
         )
-    return None
+    return key_problem(settings)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -146,12 +150,15 @@ async def _run_worker(settings: Settings) -> None:
     import logging
     import signal
 
+    from huddle.core import crypto
     from huddle.core.db import Database
     from huddle.core.logging import configure_logging
     from huddle.events.runtime import build_event_runtime
+    from huddle.retention.runner import start_retention
 
     configure_logging(settings.log_level)
     log = logging.getLogger("huddle.worker")
+    crypto.configure(settings.encryption_keys)
     db = Database(settings)
     runtime = build_event_runtime(settings, db, run_workers=True)
     stop = asyncio.Event()
@@ -159,14 +166,18 @@ async def _run_worker(settings: Settings) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     runtime.start()
+    retention = start_retention(db, settings)  # None with HUDDLE_RETENTION_JOB=false
     log.info(
-        "worker running: event dispatcher (bus: %s) and webhook sender",
+        "worker running: event dispatcher (bus: %s), webhook sender%s",
         settings.effective_event_bus,
+        ", retention job" if retention else "",
     )
     try:
         await stop.wait()
     finally:
         log.info("worker stopping")
+        if retention is not None:
+            await retention.stop()
         await runtime.stop()
         await db.dispose()
 
@@ -224,6 +235,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--password", help="the password (else read from stdin, or prompted on a terminal)"
     )
     su.set_defaults(func=cmd_createsuperuser)
+
+    add_license_commands(sub)
+    add_encryption_commands(sub, _load_settings)
+    add_retention_commands(sub)
     return parser
 
 

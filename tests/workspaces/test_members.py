@@ -19,7 +19,7 @@ from tests.helpers import assert_error
 from tests.world import World, add_user, build_world, events, unknown_id
 
 MEMBER_FIELDS = {"user", "role", "joined_at"}
-WORKSPACE_FIELDS = {"id", "name", "slug", "owner_id", "created_at", "role"}
+WORKSPACE_FIELDS = {"id", "name", "slug", "owner_id", "created_at", "data_retention_days", "role"}
 
 
 def _summary(world: World, name: str) -> dict[str, str]:

@@ -7,10 +7,11 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, Enum, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import Boolean, Enum, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from huddle.core.models import Base, CreatedAtMixin, IdMixin, JSONType
+from huddle.core.crypto import EncryptedJSON, EncryptedText
+from huddle.core.models import Base, CreatedAtMixin, IdMixin
 from huddle.core.time import utcnow
 
 
@@ -37,8 +38,8 @@ class AIConversation(IdMixin, CreatedAtMixin, Base):
     workspace_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("workspaces.id", ondelete="CASCADE")
     )
-    title: Mapped[str] = mapped_column(String(200), default="")
-    system_prompt: Mapped[str | None] = mapped_column(Text)
+    title: Mapped[str] = mapped_column(EncryptedText, default="")
+    system_prompt: Mapped[str | None] = mapped_column(EncryptedText)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -56,9 +57,9 @@ class AIMessage(IdMixin, CreatedAtMixin, Base):
     )
     position: Mapped[int] = mapped_column(Integer)
     role: Mapped[AIRole] = mapped_column(Enum(AIRole, native_enum=False, length=20))
-    content: Mapped[str | None] = mapped_column(Text)
+    content: Mapped[str | None] = mapped_column(EncryptedText)
     # assistant: [{"id", "name", "arguments"}] (arguments as the JSON text the model wrote)
-    tool_calls: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONType)
+    tool_calls: Mapped[list[dict[str, Any]] | None] = mapped_column(EncryptedJSON)
     # tool: the call this is the result of, and the tool's name
     tool_call_id: Mapped[str | None] = mapped_column(String(100))
     tool_name: Mapped[str | None] = mapped_column(String(100))
@@ -77,14 +78,14 @@ class AIPendingAction(IdMixin, CreatedAtMixin, Base):
         ForeignKey("ai_conversations.id", ondelete="CASCADE")
     )
     tool: Mapped[str] = mapped_column(String(100))
-    args: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    args: Mapped[dict[str, Any]] = mapped_column(EncryptedJSON)
     tool_call_id: Mapped[str] = mapped_column(String(100))
     status: Mapped[ActionStatus] = mapped_column(
         Enum(ActionStatus, native_enum=False, length=20), default=ActionStatus.pending
     )
     expires_at: Mapped[datetime]
     decided_at: Mapped[datetime | None]
-    result: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    result: Mapped[dict[str, Any] | None] = mapped_column(EncryptedJSON)
 
 
 class Prompt(IdMixin, CreatedAtMixin, Base):
@@ -102,7 +103,7 @@ class Prompt(IdMixin, CreatedAtMixin, Base):
     )
     shared: Mapped[bool] = mapped_column(Boolean, default=False)
     name: Mapped[str] = mapped_column(String(200))
-    content: Mapped[str] = mapped_column(Text)
+    content: Mapped[str] = mapped_column(EncryptedText)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

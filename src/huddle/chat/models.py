@@ -6,9 +6,10 @@ import uuid
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import Enum, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
+from sqlalchemy import Enum, ForeignKey, Index, Integer, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
+from huddle.core.crypto import EncryptedText
 from huddle.core.models import Base, CreatedAtMixin, IdMixin
 
 
@@ -106,7 +107,7 @@ class Message(IdMixin, CreatedAtMixin, Base):
     parent_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("messages.id", ondelete="CASCADE")
     )
-    content: Mapped[str] = mapped_column(Text)
+    content: Mapped[str] = mapped_column(EncryptedText)
     client_msg_id: Mapped[str | None] = mapped_column(String(100))
     # Kept in step by posting and deleting replies (an atomic UPDATE), never counted.
     reply_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")

@@ -36,7 +36,7 @@ from sqlalchemy.ext.asyncio import (
 from starlette.datastructures import State
 
 from huddle.config import Settings
-from huddle.core.errors import AppError
+from huddle.core.errors import AppError, ServiceUnavailable
 
 _SQLITE_BEGIN = "huddle_sqlite_begin"
 log = logging.getLogger("huddle.db")
@@ -74,7 +74,9 @@ def create_engine(settings: Settings) -> AsyncEngine:
     if url.get_backend_name() == "sqlite":
         connect_args["timeout"] = settings.sqlite_busy_timeout_ms / 1000
         engine = create_async_engine(url, connect_args=connect_args, **kwargs)
-        _configure_sqlite(engine, settings.sqlite_busy_timeout_ms)
+        _configure_sqlite(
+            engine, settings.sqlite_busy_timeout_ms, secure_delete=bool(settings.encryption_keys)
+        )
         return engine
 
     statement_cache = settings.database_statement_cache
@@ -94,7 +96,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
     )
 
 
-def _configure_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:
+def _configure_sqlite(engine: AsyncEngine, busy_timeout_ms: int, *, secure_delete: bool) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Let SQLAlchemy, not the sqlite3 module, decide when transactions begin.
@@ -104,6 +106,10 @@ def _configure_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         cursor.execute("PRAGMA synchronous=NORMAL")
+        if secure_delete:
+            # With encryption at rest, deleted and overwritten rows (the plaintext a key
+            # rotation replaced) are zeroed in the file instead of lingering in free pages.
+            cursor.execute("PRAGMA secure_delete=ON")
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")
@@ -180,6 +186,9 @@ async def unit_of_work(state: State, *, write: bool) -> AsyncIterator[AsyncSessi
     exception rolls back.
     """
     db: Database = state.db
+    gate = getattr(state, "key_gate", None)
+    if gate is not None and gate.problem is not None:
+        raise ServiceUnavailable(gate.problem)
     factory = db.write_session if write else db.read_session
     async with factory() as session:
         # Services record events; once this transaction commits the dispatcher is woken.

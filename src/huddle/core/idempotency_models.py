@@ -5,9 +5,10 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, LargeBinary, String, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
+from huddle.core.crypto import EncryptedBytes
 from huddle.core.models import Base, CreatedAtMixin, IdMixin
 
 
@@ -30,5 +31,5 @@ class IdempotencyKey(IdMixin, CreatedAtMixin, Base):
     status_code: Mapped[int | None]
     content_type: Mapped[str | None] = mapped_column(String(200))
     location: Mapped[str | None] = mapped_column(String(2000))
-    response_body: Mapped[bytes | None] = mapped_column(LargeBinary)
+    response_body: Mapped[bytes | None] = mapped_column(EncryptedBytes)
     expires_at: Mapped[datetime]

@@ -5,9 +5,10 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
+from huddle.core.crypto import EncryptedText
 from huddle.core.models import Base, CreatedAtMixin, IdMixin
 from huddle.core.time import utcnow
 
@@ -32,7 +33,7 @@ class Document(IdMixin, CreatedAtMixin, Base):
         ForeignKey("channels.id", ondelete="SET NULL")
     )
     title: Mapped[str] = mapped_column(String(300))
-    content: Mapped[str] = mapped_column(Text, default="")
+    content: Mapped[str] = mapped_column(EncryptedText, default="")
     version: Mapped[int] = mapped_column(Integer, default=1)
     created_by: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("users.id", ondelete="SET NULL")
@@ -54,7 +55,7 @@ class DocumentVersion(CreatedAtMixin, Base):
     )
     version: Mapped[int] = mapped_column(Integer, primary_key=True)
     title: Mapped[str] = mapped_column(String(300))
-    content: Mapped[str] = mapped_column(Text)
+    content: Mapped[str] = mapped_column(EncryptedText)
     author_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     # The version this one restored, when it was made by a restore.
     restored_from: Mapped[int | None] = mapped_column(Integer)
@@ -82,7 +83,7 @@ class File(IdMixin, CreatedAtMixin, Base):
     size: Mapped[int] = mapped_column(BigInteger)
     sha256: Mapped[str] = mapped_column(String(64))
     storage_name: Mapped[str] = mapped_column(String(64), unique=True)
-    text: Mapped[str] = mapped_column(Text, default="")
+    text: Mapped[str] = mapped_column(EncryptedText, default="")
     uploaded_by: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("users.id", ondelete="SET NULL")
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import uuid
 from typing import Annotated
+from urllib.parse import quote
 
 from fastapi import (
     APIRouter,
@@ -19,7 +20,6 @@ from fastapi import (
     status,
 )
 from fastapi import File as FilePart
-from fastapi.responses import FileResponse
 from starlette.types import Scope
 
 from huddle.access.deps import CurrentCaller, ProjectAccessDep, RoleCache
@@ -203,6 +203,14 @@ async def restore_version(
 # --- files --------------------------------------------------------------------------------
 
 
+def content_disposition(filename: str) -> str:
+    """An attachment header for ``filename`` (RFC 6266; non-ASCII names as filename*)."""
+    quoted = quote(filename)
+    if quoted != filename:
+        return f"attachment; filename*=utf-8''{quoted}"
+    return f'attachment; filename="{filename}"'
+
+
 @router.post("/projects/{pid}/files", status_code=status.HTTP_201_CREATED, response_model=FileRead)
 async def upload_file(
     request: Request,
@@ -257,7 +265,7 @@ async def get_file(file: FileDep) -> File:
 
 @router.get(
     "/files/{fid}/download",
-    response_class=FileResponse,
+    response_class=Response,
     responses={
         200: {
             "description": "The file's bytes, with its original name",
@@ -269,24 +277,25 @@ async def get_file(file: FileDep) -> File:
         }
     },
 )
-async def download_file(file: FileDep, store: FileStoreDep) -> FileResponse:
+async def download_file(file: FileDep, store: FileStoreDep) -> Response:
     """The file's bytes, with its original filename and type (as an attachment)."""
     row = file[0]
-    path = store.path(row.storage_name)
-    if not path.is_file():
-        raise NotFound("The file's contents are missing from storage")
+    try:
+        data = await store.read(row.storage_name)
+    except FileNotFoundError:
+        raise NotFound("The file's contents are missing from storage") from None
     media_type = row.content_type
     if media_type.startswith("text/"):
-        with path.open("rb") as handle:
-            bom = handle.read(2)
-        charset = "utf-16" if bom in (b"\xff\xfe", b"\xfe\xff") else "utf-8"
+        charset = "utf-16" if data[:2] in (b"\xff\xfe", b"\xfe\xff") else "utf-8"
         media_type += f"; charset={charset}"
-    return FileResponse(
-        path,
+    return Response(
+        data,
         media_type=media_type,
-        filename=row.filename,
-        content_disposition_type="attachment",
-        headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "private, no-cache"},
+        headers={
+            "Content-Disposition": content_disposition(row.filename),
+            "X-Content-Type-Options": "nosniff",
+            "Cache-Control": "private, no-cache",
+        },
     )
 
 

@@ -6,9 +6,10 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
+from huddle.core.crypto import EncryptedJSON, EncryptedText
 from huddle.core.models import Base, CreatedAtMixin, IdMixin, JSONType
 from huddle.core.time import utcnow
 
@@ -46,7 +47,7 @@ class Event(Base):
     workspace_id: Mapped[uuid.UUID | None]
     subject_id: Mapped[uuid.UUID | None]
     actor: Mapped[dict[str, Any]] = mapped_column(JSONType)
-    data: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    data: Mapped[dict[str, Any]] = mapped_column(EncryptedJSON)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     published_at: Mapped[datetime | None]
 
@@ -96,7 +97,7 @@ class WebhookDelivery(IdMixin, CreatedAtMixin, Base):
     )
     event_seq: Mapped[int | None] = mapped_column(BigId)
     event_type: Mapped[str] = mapped_column(String(64))
-    payload: Mapped[str | None] = mapped_column(Text)
+    payload: Mapped[str | None] = mapped_column(EncryptedText)
     status: Mapped[str] = mapped_column(String(16), default="pending")
     attempts: Mapped[int] = mapped_column(default=0)
     next_attempt_at: Mapped[datetime | None]

@@ -181,7 +181,7 @@ class SemanticIndexer:
             await session.flush()
             await self._vectors.written(session, ids, vectors)
             await _mark_indexed(session, current.values())
-            await _bump(session, touched)
+            await bump_generations(session, touched)
             await session.commit()
         if changed or gone:
             log.debug("indexed %d sources, removed %d", len(changed), len(gone))
@@ -266,7 +266,9 @@ async def _mark_indexed(session: AsyncSession, sources: Iterable[Source]) -> Non
             )
 
 
-async def _bump(session: AsyncSession, workspaces: set[uuid.UUID]) -> None:
+async def bump_generations(session: AsyncSession, workspaces: set[uuid.UUID]) -> None:
+    """In the transaction that changed these workspaces' chunks: in-process vector
+    indexes see, with one primary-key read, that they must reload."""
     for workspace_id in sorted(workspaces):
         result = await session.execute(
             update(IndexGeneration)

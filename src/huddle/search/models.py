@@ -6,9 +6,10 @@ import uuid
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import BigInteger, Enum, ForeignKey, Index, Integer, LargeBinary, String, Text
+from sqlalchemy import BigInteger, Enum, ForeignKey, Index, Integer, LargeBinary, String
 from sqlalchemy.orm import Mapped, mapped_column
 
+from huddle.core.crypto import EncryptedText
 from huddle.core.models import Base, IdMixin
 from huddle.core.time import utcnow
 
@@ -46,8 +47,8 @@ class Chunk(IdMixin, Base):
     )
     source_id: Mapped[uuid.UUID]
     ordinal: Mapped[int] = mapped_column(Integer)
-    heading: Mapped[str | None] = mapped_column(Text)
-    text: Mapped[str] = mapped_column(Text)
+    heading: Mapped[str | None] = mapped_column(EncryptedText)
+    text: Mapped[str] = mapped_column(EncryptedText)
     # sha256 of what was embedded for the whole source: unchanged text is not re-embedded.
     source_hash: Mapped[str] = mapped_column(String(64))
     model: Mapped[str] = mapped_column(String(100))

@@ -164,6 +164,13 @@ def parse_kinds(types: str | None) -> tuple[Kind, ...]:
 # --- searchable kinds ----------------------------------------------------------------------
 
 
+def _clear(column: str) -> str:
+    """What the full-text index reads of an encrypted column: nothing when the value is
+    encrypted (a Fernet token), the text otherwise (see the migration
+    ``2026-12-02-1800_search_skips_encrypted_content.py``)."""
+    return f"CASE WHEN {column} LIKE 'gAAAAA%' THEN '' ELSE coalesce({column}, '') END"
+
+
 class Kind:
     """One kind of searchable row. Adding one (documents) means a subclass here, an entry
     in :data:`KINDS`, and its FTS5 table and GIN index in a migration."""
@@ -203,7 +210,7 @@ class MessageKind(Kind):
     model = Message
     fts_table = "messages_fts"
     snippet_column = 0
-    document = "messages.content"
+    document = _clear("messages.content")
 
     def visible(self, scope: Scope) -> ColumnElement[bool]:
         readable = readable_channel_ids(scope.workspace_id, scope.user_id, scope.role)
@@ -271,7 +278,7 @@ class DocumentKind(Kind):
     model = Document
     fts_table = "documents_fts"
     snippet_column = -1  # the title or the text
-    document = "coalesce(documents.title, '') || ' ' || coalesce(documents.content, '')"
+    document = "coalesce(documents.title, '') || ' ' || " + _clear("documents.content")
 
     def visible(self, scope: Scope) -> ColumnElement[bool]:
         projects = visible_projects(scope.workspace_id, scope.user_id, scope.role)
@@ -303,7 +310,7 @@ class FileKind(Kind):
     model = File
     fts_table = "files_fts"
     snippet_column = -1  # the name or the extracted text
-    document = "coalesce(files.filename, '') || ' ' || coalesce(files.text, '')"
+    document = "coalesce(files.filename, '') || ' ' || " + _clear("files.text")
 
     def visible(self, scope: Scope) -> ColumnElement[bool]:
         projects = visible_projects(scope.workspace_id, scope.user_id, scope.role)

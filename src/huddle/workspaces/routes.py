@@ -72,10 +72,15 @@ async def get_workspace(access: WorkspaceAccessDep) -> WorkspaceRead:
 
 @router.patch("/workspaces/{wid}", response_model=WorkspaceRead)
 async def update_workspace(
-    data: WorkspaceUpdate, access: WorkspaceAccessDep, caller: CurrentCaller, session: SessionDep
+    data: WorkspaceUpdate,
+    access: WorkspaceAccessDep,
+    caller: CurrentCaller,
+    session: SessionDep,
+    request: Request,
 ) -> WorkspaceRead:
-    """Rename a workspace or change its slug (admins)."""
-    return await service.update_workspace(session, caller, access, data)
+    """Rename a workspace, change its slug or its retention limit (admins)."""
+    site_days = request.app.state.settings.data_retention_days
+    return await service.update_workspace(session, caller, access, data, site_days)
 
 
 @router.delete("/workspaces/{wid}", status_code=NO_CONTENT)

@@ -53,9 +53,19 @@ class WorkspaceCreate(StrictModel):
     slug: Slug | None = None
 
 
+RETENTION_DESCRIPTION = (
+    "Delete messages (and the rest of the workspace's history) older than this many days; "
+    "at most the server's HUDDLE_DATA_RETENTION_DAYS. Null: the server's limit, if any."
+)
+
+
 class WorkspaceUpdate(StrictModel):
     name: Name | None = None
     slug: Slug | None = None
+    # Explicit null clears it (the service tells "null" from "not given").
+    data_retention_days: int | None = Field(
+        default=None, ge=1, le=36_500, description=RETENTION_DESCRIPTION
+    )
 
 
 class WorkspaceData(BaseModel):
@@ -68,6 +78,7 @@ class WorkspaceData(BaseModel):
     slug: str
     owner_id: uuid.UUID | None
     created_at: datetime
+    data_retention_days: int | None = Field(default=None, description=RETENTION_DESCRIPTION)
 
 
 class WorkspaceRead(WorkspaceData):

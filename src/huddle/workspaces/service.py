@@ -21,6 +21,7 @@ from huddle.core.time import utcnow
 from huddle.events import topics
 from huddle.events.service import record
 from huddle.projects.models import Project, ProjectPermission
+from huddle.retention.service import check_workspace_limit
 from huddle.workspaces.models import Membership, Team, TeamMember, Workspace
 from huddle.workspaces.schemas import (
     MemberAdd,
@@ -139,11 +140,20 @@ async def list_workspaces(
 
 
 async def update_workspace(
-    session: AsyncSession, caller: Caller, access: WorkspaceAccess, data: WorkspaceUpdate
+    session: AsyncSession,
+    caller: Caller,
+    access: WorkspaceAccess,
+    data: WorkspaceUpdate,
+    site_retention_days: int | None = None,
 ) -> WorkspaceRead:
+    """Rename, change the slug or the retention limit (admins); an explicit null
+    ``data_retention_days`` clears the limit (the site's applies)."""
     access.require(Role.admin)
     workspace = access.workspace
-    before = (workspace.name, workspace.slug)
+    before = (workspace.name, workspace.slug, workspace.data_retention_days)
+    if "data_retention_days" in data.model_fields_set:
+        check_workspace_limit(data.data_retention_days, site_retention_days)
+        workspace.data_retention_days = data.data_retention_days
     if data.slug is not None and data.slug != workspace.slug:
         taken = await session.scalar(select(Workspace.id).where(Workspace.slug == data.slug))
         if taken is not None:
@@ -152,7 +162,7 @@ async def update_workspace(
     if data.name is not None:
         workspace.name = data.name
     await _flush_slug(session)
-    if (workspace.name, workspace.slug) != before:
+    if (workspace.name, workspace.slug, workspace.data_retention_days) != before:
         await _record_workspace(session, caller, "workspace.updated", workspace)
     return workspace_read(workspace, access.role)
 

@@ -1,0 +1,1 @@
+"""Licensing: signed license tokens, open-source mode without one (docs/licensing.md)."""
