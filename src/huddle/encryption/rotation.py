@@ -200,6 +200,9 @@ class Rotation:
                     )
                     await session.commit()
                     return
+                # The rows to change, grouped by which columns change: one executemany
+                # UPDATE per group.
+                groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
                 for row in rows:
                     values = row._mapping
                     new = {}
@@ -211,18 +214,24 @@ class Rotation:
                         if resealed is not None:
                             new[column.name] = resealed
                     if new:
-                        where = [k == values[k.name] for k in keys]
-                        stmt = update(target.table).where(*where)
-                        stmt = stmt.values(
+                        params = {f"k_{k.name}": values[k.name] for k in keys}
+                        params.update({f"v_{name}": value for name, value in new.items()})
+                        groups.setdefault(tuple(sorted(new)), []).append(params)
+                for names, params_list in groups.items():
+                    stmt = (
+                        update(target.table)
+                        .where(*(k == bindparam(f"k_{k.name}", type_=k.type) for k in keys))
+                        .values(
                             {
                                 name: bindparam(
-                                    f"new_{name}", value, type_=_raw(target.table.c[name], dialect)
+                                    f"v_{name}", type_=_raw(target.table.c[name], dialect)
                                 )
-                                for name, value in new.items()
+                                for name in names
                             }
                         )
-                        await session.execute(stmt)
-                        report.changed += 1
+                    )
+                    await session.execute(stmt, params_list)
+                    report.changed += len(params_list)
                 report.rows += len(rows)
                 after = [rows[-1]._mapping[k.name] for k in keys]
                 await self._save(
