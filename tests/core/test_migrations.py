@@ -106,3 +106,67 @@ def test_existing_projects_get_default_columns_on_upgrade(database_url):
             ]
         )
     )
+
+
+def test_upgrades_that_rebuild_tables_keep_their_children(database_url):
+    """SQLite rebuilds a table to change a column (batch mode); with foreign keys on,
+    dropping the old table would cascade into its children. Conversations (title became
+    TEXT) keep their messages."""
+    import asyncio
+    import uuid
+
+    from alembic import command
+    from sqlalchemy import text
+
+    from huddle.config import Settings
+    from huddle.core.db import create_engine
+    from huddle.core.migrate import alembic_config, upgrade
+
+    command.downgrade(alembic_config(database_url), "6714a297a2b0")
+    is_sqlite = database_url.startswith("sqlite")
+    ids = {name: uuid.uuid4() for name in ("user", "ws", "project", "conv", "msg")}
+    params = {k: (v.hex if is_sqlite else v) for k, v in ids.items()}
+
+    async def run(statements):
+        engine = create_engine(Settings(_env_file=None, database_url=database_url))
+        try:
+            async with engine.begin() as conn:
+                return [
+                    (await conn.execute(text(sql), params)).all()
+                    if sql.startswith("SELECT")
+                    else await conn.execute(text(sql), params)
+                    for sql in statements
+                ]
+        finally:
+            await engine.dispose()
+
+    asyncio.run(
+        run(
+            [
+                "INSERT INTO users (id, email, username, full_name, is_active, is_superuser,"
+                " created_at) VALUES (:user, 'old@example.com', 'old', '', true, false,"
+                " CURRENT_TIMESTAMP)",
+                "INSERT INTO workspaces (id, name, slug, created_at)"
+                " VALUES (:ws, 'Old', 'old', CURRENT_TIMESTAMP)",
+                "INSERT INTO projects (id, workspace_id, name, description, is_private,"
+                " created_at, updated_at) VALUES (:project, :ws, 'Legacy', '', false,"
+                " CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)",
+                "INSERT INTO ai_conversations (id, owner_id, workspace_id, title, updated_at,"
+                " created_at) VALUES (:conv, :user, :ws, 'Old talk', CURRENT_TIMESTAMP,"
+                " CURRENT_TIMESTAMP)",
+                "INSERT INTO ai_messages (id, conversation_id, position, role, content,"
+                " created_at) VALUES (:msg, :conv, 0, 'user', 'hello', CURRENT_TIMESTAMP)",
+            ]
+        )
+    )
+    upgrade(database_url)
+    counts = asyncio.run(
+        run(
+            [
+                "SELECT count(*) FROM ai_messages WHERE conversation_id = :conv",
+                "SELECT name FROM projects WHERE id = :project",
+            ]
+        )
+    )
+    assert counts[0] == [(1,)]
+    assert counts[1] == [("Legacy",)]
