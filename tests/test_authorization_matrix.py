@@ -18,7 +18,15 @@ import pytest
 from huddle.licensing.service import FEATURES
 from tests.helpers import assert_error
 from tests.licensing.keys import install_license
-from tests.world import ROLES, World, add_ai, add_documents, add_webhooks, build_world
+from tests.world import (
+    ROLES,
+    World,
+    add_ai,
+    add_clients,
+    add_documents,
+    add_webhooks,
+    build_world,
+)
 
 
 @dataclass(frozen=True)
@@ -34,6 +42,7 @@ class Case:
     upload: bool = False  # the body is a multipart upload of a small markdown file
     ai: bool = False  # needs conversation C, pending action A, prompts PR and SPR
     licensed: bool = False  # runs with a license that has every feature (see below)
+    clients: bool = False  # needs client CL (of W) and CL2 (of W2)
 
     @property
     def label(self) -> str:
@@ -58,6 +67,21 @@ CASES = [
     Case("GET", "/api/workspaces/{W}", WS_READ),
     Case("PATCH", "/api/workspaces/{W}", WS_ADMIN, {"name": "Renamed"}),
     Case("DELETE", "/api/workspaces/{W}", WS_ADMIN_204),
+    # clients
+    Case("POST", "/api/workspaces/{W}/clients", WS_ADMIN_201, {"name": "Globex"}),
+    Case("GET", "/api/workspaces/{W}/clients", WS_READ, clients=True),
+    Case("GET", "/api/workspaces/{W}/clients/{CL}", WS_READ, clients=True),
+    Case("PATCH", "/api/workspaces/{W}/clients/{CL}", WS_ADMIN, {"notes": "VIP"}, clients=True),
+    Case("DELETE", "/api/workspaces/{W}/clients/{CL}", WS_ADMIN_204, clients=True),
+    # another workspace's client is not found through this one
+    Case("GET", "/api/workspaces/{W}/clients/{CL2}", (R401, 404, 404, 404, 404, 404), clients=True),
+    Case(
+        "PATCH",
+        "/api/workspaces/{W}/clients/{CL2}",
+        (R401, 404, 404, 404, 404, 404),
+        {"notes": "x"},
+        clients=True,
+    ),
     # members
     Case("GET", "/api/workspaces/{W}/members", WS_READ),
     Case(
@@ -367,6 +391,8 @@ async def test_route_as_role(client, app, case: Case, role: str):
         await add_documents(world)
     if case.ai:
         await add_ai(world)
+    if case.clients:
+        await add_clients(world)
     if case.licensed:
         install_license(app, features=sorted(FEATURES))
     body = case.body(world) if callable(case.body) else case.body

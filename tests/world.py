@@ -259,6 +259,15 @@ async def add_webhooks(world: World) -> None:
         await session.commit()
 
 
+async def add_clients(world: World) -> None:
+    """Client CL of W (by admin) and CL2 of W2 (by outsider)."""
+    for name, role, wid in (("CL", "admin", "W"), ("CL2", "outsider", "W2")):
+        created = await world.ok(
+            role, "POST", f"/api/workspaces/{{{wid}}}/clients", 201, json={"name": f"Client {name}"}
+        )
+        world.ids[name] = created["id"]
+
+
 async def add_documents(world: World) -> None:
     """Document D and file F in P (by member); QD and QF in the private Q (by admin)."""
     for name, role, project in (("D", "member", "P"), ("QD", "admin", "Q")):

@@ -25,6 +25,7 @@ from huddle.auth.routes import router as auth_router
 from huddle.auth.service import AuthRuntime
 from huddle.chat.messages import ChatRuntime
 from huddle.chat.routes import router as chat_router
+from huddle.clients.routes import router as clients_router
 from huddle.config import Settings
 from huddle.core import crypto
 from huddle.core.background import BackgroundRunner
@@ -230,6 +231,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(dapr_router)
     app.include_router(admin_router)
     app.include_router(license_router)
+    app.include_router(clients_router)
     app.include_router(turn_router)
     app.include_router(gateway_router)
     # The MCP server, with and without the trailing slash (no redirect for clients).

@@ -3,6 +3,7 @@
 from huddle.ai import models as ai_models  # noqa: F401
 from huddle.auth import models as auth_models  # noqa: F401
 from huddle.chat import models as chat_models  # noqa: F401
+from huddle.clients import models as client_models  # noqa: F401
 from huddle.core import idempotency_models, state_models  # noqa: F401
 from huddle.core.models import Base
 from huddle.documents import models as document_models  # noqa: F401

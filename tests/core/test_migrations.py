@@ -111,7 +111,7 @@ def test_existing_projects_get_default_columns_on_upgrade(database_url):
 def test_upgrades_that_rebuild_tables_keep_their_children(database_url):
     """SQLite rebuilds a table to change a column (batch mode); with foreign keys on,
     dropping the old table would cascade into its children. Conversations (title became
-    TEXT) keep their messages."""
+    TEXT) keep their messages, projects (client_id added) keep their tasks' parents."""
     import asyncio
     import uuid
 
@@ -164,9 +164,9 @@ def test_upgrades_that_rebuild_tables_keep_their_children(database_url):
         run(
             [
                 "SELECT count(*) FROM ai_messages WHERE conversation_id = :conv",
-                "SELECT name FROM projects WHERE id = :project",
+                "SELECT client_id FROM projects WHERE id = :project",
             ]
         )
     )
     assert counts[0] == [(1,)]
-    assert counts[1] == [("Legacy",)]
+    assert counts[1] == [(None,)]

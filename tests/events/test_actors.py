@@ -249,6 +249,27 @@ async def _teams(audit: Audit) -> None:
     await call("admin", "DELETE", "/api/teams/{T3}", ["team.deleted"], 204)
 
 
+async def _clients(audit: Audit) -> None:
+    ids, call = audit.world.ids, audit.call
+    client = await call(
+        "admin",
+        "POST",
+        "/api/workspaces/{W}/clients",
+        ["client.created"],
+        201,
+        json={"name": "Initech", "contact_emails": ["bill@initech.example"]},
+    )
+    ids["CLA"] = client["id"]
+    await call(
+        "admin",
+        "PATCH",
+        "/api/workspaces/{W}/clients/{CLA}",
+        ["client.updated"],
+        json={"notes": "x"},
+    )
+    await call("admin", "DELETE", "/api/workspaces/{W}/clients/{CLA}", ["client.deleted"], 204)
+
+
 async def _webhooks(audit: Audit) -> None:
     ids, call = audit.world.ids, audit.call
     # Inactive: no event of this run is queued for it; the ping is sent all the same.
@@ -593,6 +614,7 @@ async def test_every_emitting_route_records_its_caller(client, app, monkeypatch)
 
     await _workspaces_and_members(audit)
     await _teams(audit)
+    await _clients(audit)
     await _webhooks(audit)
     await _projects(audit)
     await _tasks(audit)

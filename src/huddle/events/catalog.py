@@ -17,6 +17,7 @@ from huddle.chat.schemas import (
     ReactionEventData,
     ReadState,
 )
+from huddle.clients.schemas import ClientRead
 from huddle.documents.schemas import DocumentRead, FileRead
 from huddle.events.schemas import WebhookEventData
 from huddle.projects.schemas import GrantRead, ProjectData
@@ -55,6 +56,9 @@ CATALOG: dict[str, type[BaseModel]] = {
     "team.deleted": TeamRead,
     "team.member_added": TeamMemberEventData,
     "team.member_removed": TeamMemberEventData,
+    "client.created": ClientRead,
+    "client.updated": ClientRead,
+    "client.deleted": ClientRead,
     "project.created": ProjectData,
     "project.updated": ProjectData,
     "project.deleted": ProjectData,

@@ -16,9 +16,14 @@ from huddle.workspaces.models import RoleColumn
 
 class Project(IdMixin, CreatedAtMixin, Base):
     __tablename__ = "projects"
-    __table_args__ = (Index("ix_projects_workspace_id", "workspace_id"),)
+    __table_args__ = (
+        Index("ix_projects_workspace_id", "workspace_id"),
+        Index("ix_projects_client_id", "client_id"),
+    )
 
     workspace_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
+    # Who the project is for (optional); a client with live projects cannot be deleted.
+    client_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("clients.id"))
     name: Mapped[str] = mapped_column(String(200))
     description: Mapped[str] = mapped_column(Text, default="")
     is_private: Mapped[bool] = mapped_column(default=False)

@@ -39,9 +39,12 @@ async def list_projects(
     session: SessionDep,
     page: PageParamsDep,
     include_archived: Annotated[bool, Query()] = False,
+    client_id: Annotated[uuid.UUID | None, Query(description="Only this client's")] = None,
 ) -> object:
     """Projects of the workspace the caller can see."""
-    items, cursor = await service.list_projects(session, caller, access, page, include_archived)
+    items, cursor = await service.list_projects(
+        session, caller, access, page, include_archived, client_id
+    )
     return {"items": items, "next_cursor": cursor}
 
 

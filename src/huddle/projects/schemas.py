@@ -23,6 +23,7 @@ class ProjectCreate(StrictModel):
     name: Name
     description: Description = ""
     is_private: bool = Field(default=False, strict=True)
+    client_id: uuid.UUID | None = Field(default=None, description="The client it is for.")
 
 
 class ProjectUpdate(StrictModel):
@@ -30,6 +31,9 @@ class ProjectUpdate(StrictModel):
     description: Description | None = None
     is_private: bool | None = Field(default=None, strict=True)
     archived: bool | None = Field(default=None, strict=True, description="Archive or restore.")
+    client_id: uuid.UUID | None = Field(
+        default=None, description="Link to a client of the workspace; null unlinks."
+    )
 
 
 class ProjectData(BaseModel):
@@ -39,6 +43,7 @@ class ProjectData(BaseModel):
 
     id: uuid.UUID
     workspace_id: uuid.UUID
+    client_id: uuid.UUID | None
     name: str
     description: str
     is_private: bool

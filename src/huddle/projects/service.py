@@ -20,6 +20,7 @@ from huddle.access.service import (
     visible_projects,
 )
 from huddle.chat import channels as chat_channels
+from huddle.clients.service import client_in_workspace
 from huddle.core.cache import ScopedCache
 from huddle.core.errors import NotFound, ValidationFailed
 from huddle.core.pagination import PageParams, paginate
@@ -70,8 +71,11 @@ async def create_project(
 ) -> ProjectRead:
     """Create a project (members and admins). The creator is granted admin on it."""
     access.require(Role.member, "Viewers cannot create projects")
+    if data.client_id is not None:
+        await client_in_workspace(session, access.workspace.id, data.client_id, "client_id")
     project = Project(
         workspace_id=access.workspace.id,
+        client_id=data.client_id,
         name=data.name,
         description=data.description,
         is_private=data.is_private,
@@ -94,11 +98,14 @@ async def list_projects(
     access: WorkspaceAccess,
     page: PageParams,
     include_archived: bool,
+    client_id: uuid.UUID | None = None,
 ) -> tuple[list[ProjectRead], str | None]:
     """Projects the caller can see, each with the caller's role (two queries in all)."""
     query = visible_projects(access.workspace.id, caller.id, access.role)
     if not include_archived:
         query = query.where(Project.archived_at.is_(None))
+    if client_id is not None:
+        query = query.where(Project.client_id == client_id)
     projects, cursor = await paginate(session, query, Project.id, page, newest_first=False)
     grants = await best_grants(session, [p.id for p in projects], caller.id)
     items = []
@@ -115,8 +122,12 @@ async def update_project(
     """Change a project's settings (project admins)."""
     access.require(Role.admin)
     project = access.project
-    fields = ("name", "description", "is_private", "archived_at")
+    fields = ("name", "description", "is_private", "archived_at", "client_id")
     before = tuple(getattr(project, f) for f in fields)
+    if "client_id" in data.model_fields_set:
+        if data.client_id is not None:
+            await client_in_workspace(session, project.workspace_id, data.client_id, "client_id")
+        project.client_id = data.client_id
     for field in ("name", "description", "is_private"):
         value = getattr(data, field)
         if value is not None:

@@ -1,0 +1,1 @@
+"""Clients: who a workspace's projects are for."""
