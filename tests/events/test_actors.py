@@ -416,6 +416,14 @@ async def _columns(audit: Audit) -> None:
         json={"name": "Review"},
     )
     ids["REVIEW"] = review["id"]
+    # Workflow rules are project settings: a project admin by grant may set them.
+    await call(
+        "teammate",
+        "PUT",
+        "/api/projects/{P}/workflow",
+        ["workflow.updated"],
+        json={"wip_limits": [{"column_id": ids["REVIEW"], "limit": 5}]},
+    )
     backlog = await call(
         "teammate",
         "POST",

@@ -27,6 +27,7 @@ from huddle.tasks.schemas import (
     ColumnRebalanced,
     ColumnsReordered,
     TaskRead,
+    Workflow,
 )
 from huddle.workspaces.schemas import (
     InvitationRead,
@@ -73,6 +74,7 @@ CATALOG: dict[str, type[BaseModel]] = {
     "document.deleted": DocumentRead,
     "file.uploaded": FileRead,
     "file.deleted": FileRead,
+    "workflow.updated": Workflow,
     "column.created": ColumnRead,
     "column.updated": ColumnRead,
     "column.reordered": ColumnsReordered,

@@ -39,6 +39,23 @@ class BoardColumn(IdMixin, CreatedAtMixin, Base):
     # Kept in step by every create, move and delete (under the column lock), so the
     # board never counts a project's tasks.
     task_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Workflow: at most this many tasks (None: no limit); see huddle.tasks.workflow.
+    wip_limit: Mapped[int | None] = mapped_column(Integer)
+
+
+class WorkflowTransition(Base):
+    """An allowed move between two columns of a project's board."""
+
+    __tablename__ = "workflow_transitions"
+    __table_args__ = (Index("ix_workflow_transitions_project_id", "project_id"),)
+
+    project_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    from_column_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("board_columns.id", ondelete="CASCADE"), primary_key=True
+    )
+    to_column_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("board_columns.id", ondelete="CASCADE"), primary_key=True
+    )
 
 
 class Task(IdMixin, CreatedAtMixin, Base):

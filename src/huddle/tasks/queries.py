@@ -26,6 +26,7 @@ from huddle.tasks.columns import list_columns
 from huddle.tasks.models import BoardColumn, Task
 from huddle.tasks.schemas import Board, BoardColumnRead, ColumnRead, TaskRead
 from huddle.tasks.service import task_read
+from huddle.tasks.workflow import get_workflow
 
 
 @dataclass
@@ -135,6 +136,7 @@ async def board(session: AsyncSession, project: Project, per_column: int) -> Boa
         by_column[task.column_id].append(task_read(task, keys[task.column_id]))
     return Board(
         project_id=project.id,
+        workflow=await get_workflow(session, project.id),
         columns=[
             BoardColumnRead(
                 **ColumnRead.model_validate(c).model_dump(),

@@ -18,7 +18,7 @@ from huddle.core.pagination import Page
 from huddle.core.validation import clean_text
 from huddle.events.schemas import EventPage
 from huddle.events.service import events_about
-from huddle.tasks import columns, queries, service
+from huddle.tasks import columns, queries, service, workflow
 from huddle.tasks.models import BoardColumn, Task
 from huddle.tasks.schemas import (
     Board,
@@ -29,6 +29,8 @@ from huddle.tasks.schemas import (
     TaskMove,
     TaskRead,
     TaskUpdate,
+    Workflow,
+    WorkflowUpdate,
 )
 
 router = APIRouter(prefix="/api", tags=["tasks"], responses=ERROR_RESPONSES)
@@ -182,6 +184,25 @@ async def get_board(
 ) -> Board:
     """Columns in order with their first cards (and each column's task count)."""
     return await queries.board(session, access.project, per_column)
+
+
+@router.get("/projects/{pid}/workflow", response_model=Workflow)
+async def get_workflow(access: ProjectAccessDep, session: SessionDep) -> Workflow:
+    """The board's workflow rules: allowed transitions between columns and WIP limits."""
+    return await workflow.get_workflow(session, access.project.id)
+
+
+@router.put(
+    "/projects/{pid}/workflow",
+    response_model=Workflow,
+    responses={409: {"description": "A move the rules forbid answers `workflow_violation`"}},
+)
+async def put_workflow(
+    data: WorkflowUpdate, access: ProjectAccessDep, caller: CurrentCaller, session: SessionDep
+) -> Workflow:
+    """Replace the board's rules (project admins). No transitions: any move is allowed;
+    a move that breaks a rule is then a 409 `workflow_violation` naming the rule."""
+    return await workflow.put_workflow(session, caller, access, data)
 
 
 @router.get("/tasks/{tid}", response_model=TaskRead)

@@ -141,3 +141,38 @@ class BoardColumnRead(ColumnRead):
 class Board(BaseModel):
     project_id: uuid.UUID
     columns: list[BoardColumnRead]
+    workflow: Workflow = Field(
+        description="The board's rules, so clients can grey out moves it would refuse."
+    )
+
+
+class Transition(StrictModel):
+    from_column_id: uuid.UUID
+    to_column_id: uuid.UUID
+
+
+class WipLimit(StrictModel):
+    column_id: uuid.UUID
+    limit: int | None = Field(ge=1, le=10_000, strict=True, description="null: no limit")
+
+
+class WorkflowUpdate(StrictModel):
+    """The whole rule set (it replaces the current one)."""
+
+    transitions: list[Transition] = Field(
+        default_factory=list,
+        max_length=2_500,
+        description="Allowed moves between columns; empty: any move is allowed.",
+    )
+    wip_limits: list[WipLimit] = Field(default_factory=list, max_length=50)
+
+
+class Workflow(BaseModel):
+    """A board's workflow rules (also the ``data`` of ``workflow.updated``)."""
+
+    project_id: uuid.UUID
+    transitions: list[Transition]
+    wip_limits: list[WipLimit]
+
+
+Board.model_rebuild()

@@ -22,6 +22,7 @@ from huddle.tasks import ranking
 from huddle.tasks.columns import list_columns, lock_columns, require_writable
 from huddle.tasks.models import BoardColumn, Task
 from huddle.tasks.schemas import ColumnRebalanced, TaskCreate, TaskMove, TaskRead, TaskUpdate
+from huddle.tasks.workflow import check_entry
 
 
 def task_read(task: Task, status: str) -> TaskRead:
@@ -139,6 +140,7 @@ async def create_task(
     await _check_assignee(session, cache, access.project, data.assignee_id)
     await share_project(session, access.project.id)
     await lock_columns(session, {column.id})
+    await check_entry(session, access.project.id, None, column)
     task = Task(
         project_id=access.project.id,
         title=data.title,
@@ -218,6 +220,7 @@ async def update_task(
     if "due_date" in given:
         task.due_date = data.due_date
     if target is not None and target.id != task.column_id:
+        await check_entry(session, access.project.id, task.column_id, target)
         return await _move(session, caller, access, task, target, None, None, "task.moved")
     if not session.is_modified(task):
         return task_read(task, await status_of(session, task))
@@ -240,6 +243,7 @@ async def move_task(
     target = await _column_of(session, access.project.id, data.column_id, "column_id")
     await lock_columns(session, {task.column_id, target.id})
     await check_fresh(session, task, if_match)
+    await check_entry(session, access.project.id, task.column_id, target)
     return await _move(
         session, caller, access, task, target, data.before_id, data.after_id, "task.moved"
     )
