@@ -27,7 +27,6 @@ from huddle.chat.messages import ChatRuntime
 from huddle.chat.routes import router as chat_router
 from huddle.clients.routes import router as clients_router
 from huddle.config import Settings
-from huddle.core import crypto
 from huddle.core.background import BackgroundRunner
 from huddle.core.bodylimit import BodyLimitMiddleware
 from huddle.core.cache import MemoryScopedCache, RedisScopedCache
@@ -94,13 +93,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     configure_logging(settings.log_level)
     settings.signing_key  # noqa: B018 - fail at startup, not on the first request
-    keys = crypto.configure(settings.encryption_keys)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         db = Database(settings)
         # Refuses to start (a clear error) when the keys cannot open the stored content.
-        key_gate = KeyGate(db, keys)
+        key_gate = KeyGate(db, db.keyring)
         try:
             await key_gate.start()
         except BaseException:

@@ -150,7 +150,6 @@ async def _run_worker(settings: Settings) -> None:
     import logging
     import signal
 
-    from huddle.core import crypto
     from huddle.core.db import Database
     from huddle.core.logging import configure_logging
     from huddle.events.runtime import build_event_runtime
@@ -158,7 +157,6 @@ async def _run_worker(settings: Settings) -> None:
 
     configure_logging(settings.log_level)
     log = logging.getLogger("huddle.worker")
-    crypto.configure(settings.encryption_keys)
     db = Database(settings)
     runtime = build_event_runtime(settings, db, run_workers=True)
     stop = asyncio.Event()

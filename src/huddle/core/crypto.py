@@ -10,8 +10,8 @@ at startup, against a value encrypted with the key that encrypted the data
 (:mod:`huddle.encryption.keycheck`), so a wrong key is a clear startup error and not
 garbage on every request.
 
-The keyring is process-wide, like the settings it comes from: :func:`configure` is called
-by the app factory and the CLI before any query runs.
+The keyring is process-wide, like the settings it comes from: opening a
+:class:`huddle.core.db.Database` installs it (:func:`configure`) before any query runs.
 """
 
 from __future__ import annotations

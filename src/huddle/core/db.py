@@ -36,6 +36,7 @@ from sqlalchemy.ext.asyncio import (
 from starlette.datastructures import State
 
 from huddle.config import Settings
+from huddle.core import crypto
 from huddle.core.errors import AppError, ServiceUnavailable
 
 _SQLITE_BEGIN = "huddle_sqlite_begin"
@@ -132,9 +133,15 @@ def create_sessionmakers(
 
 
 class Database:
-    """The engine and session factories one app instance uses."""
+    """The engine and session factories one app instance uses.
+
+    Opening it also installs the process's encryption keyring from the same settings
+    (:func:`huddle.core.crypto.configure`): every process that reads or writes content
+    — the app, ``huddle worker``, the CLI commands — does so through a Database.
+    """
 
     def __init__(self, settings: Settings) -> None:
+        self.keyring = crypto.configure(settings.encryption_keys)
         self.engine = create_engine(settings)
         self.read_session, self.write_session = create_sessionmakers(self.engine)
 

@@ -18,16 +18,14 @@ def cmd_keygen(_args: argparse.Namespace) -> int:
 
 
 async def _with_database(settings: Settings, work: Any) -> Any:
-    from huddle.core import crypto
     from huddle.core.db import Database
     from huddle.documents.storage import FileStore
     from huddle.encryption.keycheck import check_keys
 
-    keys = crypto.configure(settings.encryption_keys)
     db = Database(settings)
     try:
-        await check_keys(db, keys)
-        return await work(db, keys, FileStore(settings.upload_path))
+        await check_keys(db, db.keyring)
+        return await work(db, db.keyring, FileStore(settings.upload_path))
     finally:
         await db.dispose()
 
