@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -66,3 +68,14 @@ def background(statement: str) -> bool:
     if task is not None and task.get_name().startswith("huddle-"):
         return True
     return "events" in statement or "webhook" in statement
+
+
+async def wait_for(predicate: Callable[[], Awaitable[Any]], timeout: float = 15.0) -> Any:
+    """The first truthy value ``predicate()`` returns, polling; fails after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await predicate()
+        if value:
+            return value
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.05)

@@ -22,6 +22,7 @@ from tests.world import (
     ROLES,
     World,
     add_ai,
+    add_automations,
     add_clients,
     add_documents,
     add_webhooks,
@@ -43,6 +44,7 @@ class Case:
     ai: bool = False  # needs conversation C, pending action A, prompts PR and SPR
     licensed: bool = False  # runs with a license that has every feature (see below)
     clients: bool = False  # needs client CL (of W) and CL2 (of W2)
+    automations: bool = False  # needs rules AU (P), QAU (Q) and AU2 (P2)
 
     @property
     def label(self) -> str:
@@ -59,6 +61,13 @@ ADMIN_ONLY = (R401, 403, 403, 403, 403, 200)
 MEMBER_WRITE = (R401, 404, 403, 200, 200, 404)
 MEMBER_WRITE_201 = (R401, 404, 403, 201, 201, 404)
 PRIVATE_WRITE_201 = (R401, 404, 404, 404, 201, 404)
+PRIVATE_WRITE_204 = (R401, 404, 404, 404, 204, 404)
+NOWHERE = (R401, 404, 404, 404, 404, 404)
+_RULE = {
+    "name": "Triage",
+    "trigger": {"event": "task.created", "priority": "urgent"},
+    "actions": [{"type": "set_priority", "priority": "high"}],
+}
 
 CASES = [
     # workspaces
@@ -146,6 +155,35 @@ CASES = [
     Case("PUT", "/api/projects/{P}/workflow", WS_ADMIN, {"transitions": [], "wip_limits": []}),
     Case("GET", "/api/projects/{Q}/workflow", PRIVATE_READ),
     Case("PUT", "/api/projects/{Q}/workflow", PRIVATE_READ, {"transitions": []}),
+    # automation rules: project readers see them and their runs, project admins write
+    Case("POST", "/api/projects/{P}/automations", WS_ADMIN_201, lambda w: _RULE),
+    Case("POST", "/api/projects/{Q}/automations", PRIVATE_WRITE_201, lambda w: _RULE),
+    Case("GET", "/api/projects/{P}/automations", WS_READ, automations=True),
+    Case("GET", "/api/projects/{Q}/automations", PRIVATE_READ, automations=True),
+    Case("GET", "/api/projects/{P}/automations/{AU}", WS_READ, automations=True),
+    Case("GET", "/api/projects/{Q}/automations/{QAU}", PRIVATE_READ, automations=True),
+    Case("GET", "/api/projects/{P}/automations/{AU}/runs", WS_READ, automations=True),
+    Case("GET", "/api/projects/{Q}/automations/{QAU}/runs", PRIVATE_READ, automations=True),
+    Case(
+        "PATCH",
+        "/api/projects/{P}/automations/{AU}",
+        WS_ADMIN,
+        {"enabled": False},
+        automations=True,
+    ),
+    Case(
+        "PATCH",
+        "/api/projects/{Q}/automations/{QAU}",
+        PRIVATE_READ,
+        {"enabled": False},
+        automations=True,
+    ),
+    Case("DELETE", "/api/projects/{P}/automations/{AU}", WS_ADMIN_204, automations=True),
+    Case("DELETE", "/api/projects/{Q}/automations/{QAU}", PRIVATE_WRITE_204, automations=True),
+    # another project's rule is not found through this one
+    Case("GET", "/api/projects/{P}/automations/{AU2}", NOWHERE, automations=True),
+    Case("GET", "/api/projects/{P}/automations/{QAU}/runs", NOWHERE, automations=True),
+    Case("DELETE", "/api/projects/{P}/automations/{AU2}", NOWHERE, automations=True),
     Case("GET", "/api/tasks/{TK}", WS_READ),
     Case("GET", "/api/tasks/{QT}", PRIVATE_READ),
     Case("PATCH", "/api/tasks/{TK}", MEMBER_WRITE, {"title": "Renamed"}),
@@ -397,6 +435,8 @@ async def test_route_as_role(client, app, case: Case, role: str):
         await add_ai(world)
     if case.clients:
         await add_clients(world)
+    if case.automations:
+        await add_automations(world)
     if case.licensed:
         install_license(app, features=sorted(FEATURES))
     body = case.body(world) if callable(case.body) else case.body

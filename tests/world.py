@@ -268,6 +268,24 @@ async def add_clients(world: World) -> None:
         world.ids[name] = created["id"]
 
 
+async def add_automations(world: World) -> None:
+    """Automation rules AU in P and QAU in Q (by admin), AU2 in P2 (by outsider)."""
+    rule = {
+        "name": "Urgent first",
+        "trigger": {"event": "task.created", "priority": "urgent"},
+        "actions": [{"type": "set_priority", "priority": "high"}],
+    }
+    for name, role, project in (
+        ("AU", "admin", "P"),
+        ("QAU", "admin", "Q"),
+        ("AU2", "outsider", "P2"),
+    ):
+        created = await world.ok(
+            role, "POST", f"/api/projects/{{{project}}}/automations", 201, json=rule
+        )
+        world.ids[name] = created["id"]
+
+
 async def add_documents(world: World) -> None:
     """Document D and file F in P (by member); QD and QF in the private Q (by admin)."""
     for name, role, project in (("D", "member", "P"), ("QD", "admin", "Q")):

@@ -23,6 +23,7 @@ from huddle.auth.deps import user_outside_transaction
 from huddle.auth.external import ExternalTokenVerifier
 from huddle.auth.routes import router as auth_router
 from huddle.auth.service import AuthRuntime
+from huddle.automation.routes import router as automations_router
 from huddle.chat.messages import ChatRuntime
 from huddle.chat.routes import router as chat_router
 from huddle.clients.routes import router as clients_router
@@ -230,6 +231,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(admin_router)
     app.include_router(license_router)
     app.include_router(clients_router)
+    app.include_router(automations_router)
     app.include_router(turn_router)
     app.include_router(gateway_router)
     # The MCP server, with and without the trailing slash (no redirect for clients).

@@ -2,6 +2,7 @@
 
 from huddle.ai import models as ai_models  # noqa: F401
 from huddle.auth import models as auth_models  # noqa: F401
+from huddle.automation import models as automation_models  # noqa: F401
 from huddle.chat import models as chat_models  # noqa: F401
 from huddle.clients import models as client_models  # noqa: F401
 from huddle.core import idempotency_models, state_models  # noqa: F401

@@ -4,7 +4,6 @@ the scripted OpenAI-compatible server."""
 from __future__ import annotations
 
 import asyncio
-import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,7 +14,7 @@ from huddle.ai.models import AIUsage
 from huddle.events.models import Event
 from huddle.events.service import envelope
 from tests.ai.scripted_llm import Call, Fail, Reply, Respond, ScriptedLLM, Step
-from tests.helpers import assert_error
+from tests.helpers import assert_error, wait_for
 from tests.world import World, add_chat, events
 
 
@@ -166,16 +165,6 @@ async def test_the_agent_summarises_a_channel_with_its_tool(ai_world: World, llm
     assert '"message_count": 1' in tools["call_core"]
     assert '"summary": "- nothing much"' in tools["call_core"]
     assert "Core is quiet this week." in user_text(llm.requests[2])
-
-
-async def wait_for(predicate, timeout: float = 15.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.05)
 
 
 async def ai_messages(world: World, channel: str, parent: str | None = None) -> list[dict]:

@@ -424,6 +424,31 @@ async def _columns(audit: Audit) -> None:
         ["workflow.updated"],
         json={"wip_limits": [{"column_id": ids["REVIEW"], "limit": 5}]},
     )
+    # So are automation rules (deleted at once: a rule's runs have their own audit,
+    # tests/automation).
+    rule = await call(
+        "teammate",
+        "POST",
+        "/api/projects/{P}/automations",
+        ["automation.created"],
+        201,
+        json={
+            "name": "Into review",
+            "trigger": {"event": "task.moved", "column_id": ids["REVIEW"]},
+            "actions": [{"type": "set_priority", "priority": "high"}],
+        },
+    )
+    ids["RULE"] = rule["id"]
+    await call(
+        "teammate",
+        "PATCH",
+        "/api/projects/{P}/automations/{RULE}",
+        ["automation.updated"],
+        json={"enabled": False},
+    )
+    await call(
+        "teammate", "DELETE", "/api/projects/{P}/automations/{RULE}", ["automation.deleted"], 204
+    )
     backlog = await call(
         "teammate",
         "POST",

@@ -509,3 +509,22 @@ async def post_assistant_message(
         subject_id=message.id,
     )
     return message
+
+
+async def post_system_message(
+    session: AsyncSession, caller: Caller, access: ChannelAccess, content: str
+) -> Message:
+    """A message no user wrote (``author_kind`` system, no author) posted for ``caller``,
+    who must be allowed to post in the channel; its events carry ``caller.actor`` (an
+    automation rule, see :mod:`huddle.automation.engine`). Mentions notify as usual."""
+    access.require_post()
+    message = Message(
+        channel_id=access.channel.id,
+        author_id=None,
+        author_kind=AuthorKind.system,
+        content=content,
+    )
+    session.add(message)
+    await session.flush()
+    await _set_mentions(session, caller, access, message, "message.created", new=True)
+    return message

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pydantic import BaseModel
 
 from huddle.auth.schemas import UserRead
+from huddle.automation.schemas import AutomationRead
 from huddle.chat.schemas import (
     ChannelMemberEventData,
     ChannelRead,
@@ -26,6 +27,7 @@ from huddle.tasks.schemas import (
     ColumnRead,
     ColumnRebalanced,
     ColumnsReordered,
+    TaskMoved,
     TaskRead,
     Workflow,
 )
@@ -67,7 +69,7 @@ CATALOG: dict[str, type[BaseModel]] = {
     "project.permission_removed": GrantRead,
     "task.created": TaskRead,
     "task.updated": TaskRead,
-    "task.moved": TaskRead,
+    "task.moved": TaskMoved,
     "task.deleted": TaskRead,
     "document.created": DocumentRead,
     "document.updated": DocumentRead,
@@ -75,6 +77,9 @@ CATALOG: dict[str, type[BaseModel]] = {
     "file.uploaded": FileRead,
     "file.deleted": FileRead,
     "workflow.updated": Workflow,
+    "automation.created": AutomationRead,
+    "automation.updated": AutomationRead,
+    "automation.deleted": AutomationRead,
     "column.created": ColumnRead,
     "column.updated": ColumnRead,
     "column.reordered": ColumnsReordered,

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
+from starlette.datastructures import State
 
 from huddle.config import Settings
 from huddle.core.db import Database
@@ -149,16 +150,20 @@ def build_event_runtime(
         embedder = embedder_for(settings)
         indexer = SemanticIndexer(db, embedder, vectors or VectorIndex())
         consume(cursor_name(embedder.name), indexer, replay_history=True)
+    # Consumers that change things do it in units of work of their own.
+    state = State()
+    state.db = db
+    state.wake_dispatcher = dispatcher.wake
+    # Automation rules run the same way (see huddle.automation.engine).
+    from huddle.automation.engine import CURSOR as AUTOMATIONS
+    from huddle.automation.engine import AutomationEngine
+
+    consume(AUTOMATIONS, AutomationEngine(state))
     if settings.llm_configured:
         # @ai in chat is answered the same way (see huddle.ai.mentions).
-        from starlette.datastructures import State
-
         from huddle.ai.llm import LLM
         from huddle.ai.mentions import CURSOR, MentionResponder
 
-        state = State()
-        state.db = db
-        state.wake_dispatcher = dispatcher.wake
         consume(CURSOR, MentionResponder(state, LLM(settings, state), settings.ai_context_tokens))
     return EventRuntime(
         memory_bus,

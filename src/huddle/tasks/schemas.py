@@ -133,6 +133,14 @@ class TaskRead(BaseModel):
     updated_at: datetime
 
 
+class TaskMoved(TaskRead):
+    """``task.moved``: the task where it is now, and the column it left."""
+
+    from_column_id: uuid.UUID = Field(
+        description="The column it was in before: the same as `column_id` for a reorder."
+    )
+
+
 class BoardColumnRead(ColumnRead):
     task_count: int
     tasks: list[TaskRead]

@@ -21,7 +21,14 @@ from huddle.projects.models import Project
 from huddle.tasks import ranking
 from huddle.tasks.columns import list_columns, lock_columns, require_writable
 from huddle.tasks.models import BoardColumn, Task
-from huddle.tasks.schemas import ColumnRebalanced, TaskCreate, TaskMove, TaskRead, TaskUpdate
+from huddle.tasks.schemas import (
+    ColumnRebalanced,
+    TaskCreate,
+    TaskMove,
+    TaskMoved,
+    TaskRead,
+    TaskUpdate,
+)
 from huddle.tasks.workflow import check_entry
 
 
@@ -78,7 +85,7 @@ async def check_fresh(session: AsyncSession, task: Task, if_match: str | None) -
     check_version(task, if_match)
 
 
-async def _check_assignee(
+async def check_assignee(
     session: AsyncSession, cache: ScopedCache, project: Project, assignee_id: uuid.UUID | None
 ) -> None:
     if assignee_id is None:
@@ -137,7 +144,7 @@ async def create_task(
         column = await _column_of(session, access.project.id, data.column_id, "column_id")
     else:
         column = (await list_columns(session, access.project.id))[0]
-    await _check_assignee(session, cache, access.project, data.assignee_id)
+    await check_assignee(session, cache, access.project, data.assignee_id)
     await share_project(session, access.project.id)
     await lock_columns(session, {column.id})
     await check_entry(session, access.project.id, None, column)
@@ -211,7 +218,7 @@ async def update_task(
             "title cannot be null", details=[{"loc": ["body", "title"], "msg": "required"}]
         )
     if "assignee_id" in given:
-        await _check_assignee(session, cache, access.project, data.assignee_id)
+        await check_assignee(session, cache, access.project, data.assignee_id)
         task.assignee_id = data.assignee_id
     for field in ("title", "description", "priority"):
         value = getattr(data, field)
@@ -332,7 +339,17 @@ async def _move(
             workspace_id=access.project.workspace_id,
             subject_id=target.id,
         )
-    return await _record(session, caller, access, event_type, task, target.key)
+    moved = TaskMoved(**task_read(task, target.key).model_dump(), from_column_id=source)
+    await record(
+        session,
+        event_type,
+        topic=topics.project(access.project.id),
+        actor=caller.actor,
+        data=moved,
+        workspace_id=access.project.workspace_id,
+        subject_id=task.id,
+    )
+    return moved
 
 
 async def rebalance(session: AsyncSession, column_id: uuid.UUID) -> dict[str, str]:

@@ -1,0 +1,1 @@
+"""Automation rules of a project: *when* a task event matches, *then* actions."""
