@@ -38,6 +38,7 @@ from huddle.core.idempotency import IdempotencyMiddleware
 from huddle.core.logging import configure_logging
 from huddle.core.mail import create_mail_backend
 from huddle.core.middleware import RequestContextMiddleware
+from huddle.core.observability import init_error_reports
 from huddle.core.openapi import install_openapi
 from huddle.core.passwords import PasswordHasher
 from huddle.core.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
@@ -92,7 +93,8 @@ async def _bearer_user_id(state: State, token: str) -> uuid.UUID | None:
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the ASGI app. Without arguments, settings come from ``HUDDLE_*`` variables."""
     settings = settings or Settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
+    init_error_reports(settings.sentry_dsn, settings.sentry_environment, __version__)
     settings.signing_key  # noqa: B018 - fail at startup, not on the first request
 
     @asynccontextmanager
@@ -212,7 +214,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=["*"],
             expose_headers=["X-Request-ID", "ETag", "Retry-After", "Idempotent-Replayed"],
         )
-    app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(RequestContextMiddleware, access_log=settings.access_log)
     app.include_router(health_router)
     app.include_router(auth_router)
     app.include_router(workspace_router)

@@ -87,6 +87,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         # Compression is per socket (each keeps its own deflate state), so with it on
         # every event is compressed once per subscriber: off unless asked for.
         ws_per_message_deflate=settings.ws_compression,
+        # Huddle writes its own access line (huddle.access: route, user, database time).
+        access_log=not settings.access_log,
     )
     return 0
 
@@ -155,7 +157,7 @@ async def _run_worker(settings: Settings) -> None:
     from huddle.events.runtime import build_event_runtime
     from huddle.retention.runner import start_retention
 
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     log = logging.getLogger("huddle.worker")
     db = Database(settings)
     runtime = build_event_runtime(settings, db, run_workers=True)

@@ -203,6 +203,22 @@ class Settings(BaseSettings):
     # Addresses/networks of reverse proxies whose X-Forwarded-For/-Proto are believed.
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
     log_level: str = "INFO"
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="json: one JSON object per line (for log shippers)"
+    )
+    access_log: bool = Field(
+        default=True, description="one huddle.access line per HTTP request (INFO)"
+    )
+    slow_query_ms: float = Field(
+        default=500.0, ge=0, description="log statements slower than this (0: never)"
+    )
+    sentry_dsn: str | None = Field(
+        default=None, description="send unhandled errors to this Sentry (or GlitchTip) DSN"
+    )
+    sentry_environment: str = "production"
+    metrics_token: str | None = Field(
+        default=None, description="when set, GET /metrics needs Authorization: Bearer <it>"
+    )
 
     @field_validator(
         "cors_origins", "trusted_proxies", "turn_uris", "encryption_keys", mode="before"

@@ -1,5 +1,8 @@
 """GET /health and GET /ready."""
 
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
 from huddle.app import create_app
 from tests.helpers import assert_error
 
@@ -37,3 +40,44 @@ async def test_ready_checks_redis_when_configured(make_settings, start_app, redi
     response = await client.get("/ready")
     assert response.status_code == 200
     assert response.json()["checks"] == {"database": "ok", "redis": "ok"}
+
+
+class _Answers(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.server.paths.append(self.path)  # type: ignore[attr-defined]
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.end_headers()
+        self.wfile.write(b'{"data": []}')
+
+    def log_message(self, *args: object) -> None:
+        return None
+
+
+async def test_ready_reports_optional_dependencies_without_failing(make_settings, start_app):
+    """The LLM provider and the Dapr sidecar answer (a local server), the SMTP server does
+    not: still 200, status degraded, each named."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Answers)
+    server.paths = []  # type: ignore[attr-defined]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        settings = make_settings(
+            llm_base_url=url + "/v1",
+            event_bus="dapr",
+            dapr_http_endpoint=url,
+            smtp_host="127.0.0.1",
+            smtp_port=9,
+        )
+        client = await start_app(create_app(settings))
+        response = await client.get("/ready")
+        assert response.status_code == 200, response.text
+        assert response.json() == {
+            "status": "degraded",
+            "checks": {"database": "ok", "llm": "ok", "dapr": "ok", "smtp": "unreachable"},
+        }
+        paths = server.paths  # type: ignore[attr-defined]
+        assert "/v1/models" in paths and "/v1.0/healthz/outbound" in paths
+    finally:
+        server.shutdown()
+        server.server_close()

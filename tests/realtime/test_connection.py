@@ -199,3 +199,31 @@ async def test_finishing_cancels_a_waiting_send():
     ws.gate.set()
     await asyncio.sleep(0.01)
     assert ws.sent == []  # the cancelled send never completed
+
+
+async def test_open_sockets_are_counted_in_the_metrics(live, connect):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from tests.helpers import wait_for
+
+    async def open_sockets() -> float:
+        text = (await live.http.get("/metrics")).text
+        [family] = [
+            f
+            for f in text_string_to_metric_families(text)
+            if f.name == "huddle_websocket_connections"
+        ]
+        return family.samples[0].value
+
+    before = await open_sockets()
+    first, _second = await connect("member"), await connect("admin")
+
+    def counted(expected: float):
+        async def check() -> bool:
+            return await open_sockets() == expected
+
+        return check
+
+    await wait_for(counted(before + 2), timeout=10)
+    await first.close()
+    await wait_for(counted(before + 1), timeout=10)

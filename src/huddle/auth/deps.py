@@ -29,6 +29,7 @@ from huddle.auth.models import ApiToken, User
 from huddle.auth.service import AuthRuntime
 from huddle.core.db import Database, SessionDep
 from huddle.core.errors import InvalidToken, NotAuthenticated
+from huddle.core.requestid import set_user_id
 from huddle.core.time import utcnow
 from huddle.core.tokens import ACCESS_ALGORITHM, API_TOKEN_PREFIX, decode_access_token, hash_secret
 
@@ -116,6 +117,7 @@ async def get_current_user(
 
     user = await user_for_token(session, request.app.state, credentials.credentials, touch)
     request.state.user_id = user.id
+    set_user_id(user.id)
     return user
 
 

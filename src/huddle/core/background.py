@@ -8,6 +8,8 @@ from collections.abc import Coroutine
 from contextlib import suppress
 from typing import Any
 
+from huddle.core.observability import job_ran
+
 log = logging.getLogger("huddle.background")
 
 
@@ -23,7 +25,9 @@ class BackgroundRunner:
 
     def _done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
+        failed = not task.cancelled() and task.exception() is not None
+        job_ran(task.get_name(), ok=not task.cancelled() and not failed)
+        if failed:
             log.error("background task %s failed", task.get_name(), exc_info=task.exception())
 
     async def drain(self, timeout: float = 10.0) -> None:  # noqa: ASYNC109 - bounded wait

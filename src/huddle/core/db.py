@@ -38,6 +38,7 @@ from starlette.datastructures import State
 from huddle.config import Settings
 from huddle.core import crypto
 from huddle.core.errors import AppError, ServiceUnavailable
+from huddle.core.observability import instrument_engine
 
 _SQLITE_BEGIN = "huddle_sqlite_begin"
 log = logging.getLogger("huddle.db")
@@ -143,6 +144,7 @@ class Database:
     def __init__(self, settings: Settings) -> None:
         self.keyring = crypto.configure(settings.encryption_keys)
         self.engine = create_engine(settings)
+        instrument_engine(self.engine, settings.slow_query_ms)
         self.read_session, self.write_session = create_sessionmakers(self.engine)
 
     async def dispose(self) -> None:

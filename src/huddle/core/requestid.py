@@ -29,3 +29,18 @@ def set_request_id(value: str) -> contextvars.Token[str | None]:
 
 def reset_request_id(token: contextvars.Token[str | None]) -> None:
     _request_id.reset(token)
+
+
+_user_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "huddle_user_id", default=None
+)
+
+
+def current_user_id() -> str | None:
+    """The authenticated user of the current request (for log lines), if any."""
+    return _user_id.get()
+
+
+def set_user_id(value: object) -> None:
+    """Called once the request's user is known; each request runs in its own context."""
+    _user_id.set(str(value) if value is not None else None)

@@ -47,6 +47,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from huddle.core.background import stop_task
 from huddle.core.db import Database, commit
+from huddle.core.observability import DISPATCH_LAG, EVENTS_DISPATCHED
 from huddle.core.time import utcnow
 from huddle.events.bus import BusUnavailable, EventBus
 from huddle.events.models import Event
@@ -242,6 +243,10 @@ class Dispatcher:
                 for hook in self._on_published:
                     await hook(session, events)
                 await commit(session)
+            EVENTS_DISPATCHED.inc(len(events))
+            now = utcnow()
+            for event in events:
+                DISPATCH_LAG.observe(max(0.0, (now - event.created_at).total_seconds()))
             return len(events)
 
     async def _number_batch(self, probe: bool) -> list[Event]:

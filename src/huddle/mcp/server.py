@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import logging
 import uuid
 from contextlib import AbstractAsyncContextManager
 from typing import Annotated, Any
@@ -96,9 +97,16 @@ def _tool_function(tool: Tool, state: State) -> Any:
 
 
 def build_server(state: State) -> MCPServer:
+    # The MCP library configures the root logger when a server is made (a Rich handler
+    # and a level): every Huddle line would then be printed twice. Logging is Huddle's
+    # to configure (huddle.core.logging): undo it.
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
     server: MCPServer = MCPServer(
         name="huddle", version=__version__, instructions=INSTRUCTIONS, log_level="WARNING"
     )
+    root.handlers[:] = handlers
+    root.setLevel(level)
     for tool in TOOLS.values():
         server.add_tool(
             _tool_function(tool, state),

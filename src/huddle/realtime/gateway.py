@@ -23,6 +23,8 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 from huddle.auth.deps import touch_api_token, user_for_token
 from huddle.core.db import unit_of_work
 from huddle.core.errors import AppError
+from huddle.core.observability import WEBSOCKETS
+from huddle.core.requestid import set_user_id
 from huddle.events.service import latest_seq
 from huddle.realtime import frames
 from huddle.realtime.connection import Connection
@@ -114,6 +116,8 @@ async def gateway(websocket: WebSocket) -> None:
     ctx = frames.Session(hub=hub, conn=conn, state=state, typing_at={})
     heartbeat = asyncio.create_task(_heartbeat(hub, conn, settings.ws_heartbeat))
     limit = settings.ws_max_frame_kb * 1024
+    set_user_id(user_id)
+    WEBSOCKETS.inc()
     try:
         await hub.add(conn)
         while not conn.closed.is_set():
@@ -145,6 +149,7 @@ async def gateway(websocket: WebSocket) -> None:
         log.exception("socket of %s failed", user_id)
         conn.close(1011, "internal error")
     finally:
+        WEBSOCKETS.dec()
         heartbeat.cancel()
         try:
             await hub.remove(conn)

@@ -46,7 +46,7 @@ def cmd_run(_args: argparse.Namespace) -> int:
     from huddle.core.logging import configure_logging
 
     settings = _load_settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     problem = _schema_problem(settings)
     if problem:
         return _fail(problem)

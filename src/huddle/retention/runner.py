@@ -20,6 +20,7 @@ from contextlib import suppress
 from huddle.config import Settings
 from huddle.core.background import stop_task
 from huddle.core.db import Database
+from huddle.core.observability import job_ran
 from huddle.core.time import utcnow
 from huddle.documents.storage import FileStore
 from huddle.retention.report import RetentionReport
@@ -57,10 +58,12 @@ class RetentionJob:
                     self.last_report = await run_pass(
                         self._db, self._settings, store=self._store, stopping=self._is_stopping
                     )
+                    job_ran("retention", ok=True)
                     wait = self._interval
             except asyncio.CancelledError:
                 raise
             except Exception:
+                job_ran("retention", ok=False)
                 log.exception("retention pass failed; next try in %g s", self._interval)
                 wait = self._interval
             await self._pause(wait)
