@@ -2,6 +2,7 @@
 
 import logging
 
+import httpx
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
@@ -126,3 +127,29 @@ def test_app_error_defaults():
         "Internal server error",
     )
     assert Conflict("x", details={"a": 1}).details == {"a": 1}
+
+
+async def test_every_response_carries_the_security_headers(settings, start_app):
+    app = create_app(settings)
+
+    @app.get("/boom-again")
+    async def boom() -> None:
+        raise RuntimeError("unhandled")
+
+    client = await start_app(app)
+    for response in (
+        await client.get("/health"),
+        await client.get("/api/workspaces"),  # 401 in the error shape
+        await client.get("/no/such/route"),
+        await client.get("/boom-again"),  # the last-resort 500
+    ):
+        headers = response.headers
+        assert headers["X-Content-Type-Options"] == "nosniff", response.url
+        assert headers["X-Frame-Options"] == "DENY"
+        assert headers["Content-Security-Policy"] == "frame-ancestors 'none'"
+        assert headers["Referrer-Policy"] == "no-referrer"
+        assert "Strict-Transport-Security" not in headers  # plain HTTP: no HSTS
+    secure = httpx.AsyncClient(transport=client._transport, base_url="https://testserver")
+    async with secure:
+        response = await secure.get("/health")
+    assert response.headers["Strict-Transport-Security"].startswith("max-age=31536000")

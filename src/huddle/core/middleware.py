@@ -21,6 +21,18 @@ from huddle.core.observability import (
 from huddle.core.requestid import accept_or_new, reset_request_id, set_request_id
 
 log = logging.getLogger("huddle.errors")
+
+#: On every HTTP response (a route may set its own instead): no MIME sniffing, no
+#: framing by other sites, no referrer leaking ids in URLs. Strict-Transport-Security is
+#: added when the request came over HTTPS (directly, or from a trusted proxy that says so).
+SECURITY_HEADERS = (
+    ("X-Content-Type-Options", "nosniff"),
+    ("X-Frame-Options", "DENY"),
+    ("Content-Security-Policy", "frame-ancestors 'none'"),
+    ("Referrer-Policy", "no-referrer"),
+    ("Cross-Origin-Opener-Policy", "same-origin"),
+)
+HSTS = "max-age=31536000; includeSubDomains"
 access_log = logging.getLogger("huddle.access")
 
 
@@ -73,7 +85,12 @@ class RequestContextMiddleware:
             if message["type"] == "http.response.start":
                 started = True
                 status = message["status"]
-                MutableHeaders(scope=message)["X-Request-ID"] = request_id
+                headers = MutableHeaders(scope=message)
+                headers["X-Request-ID"] = request_id
+                for name, value in SECURITY_HEADERS:
+                    headers.setdefault(name, value)
+                if scope.get("scheme") == "https":
+                    headers.setdefault("Strict-Transport-Security", HSTS)
             await send(message)
 
         try:
@@ -104,6 +121,7 @@ class RequestContextMiddleware:
                         (b"content-type", b"application/json"),
                         (b"content-length", str(len(body)).encode()),
                         (b"x-request-id", request_id.encode()),
+                        *((k.lower().encode(), v.encode()) for k, v in SECURITY_HEADERS),
                     ],
                 }
             )
