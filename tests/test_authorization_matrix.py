@@ -13,9 +13,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 import pytest
+from fastapi import FastAPI
 
+from huddle.app import create_app
 from huddle.licensing.service import FEATURES
+from tests.conftest import AppClient, _empty_tables
 from tests.helpers import assert_error
 from tests.licensing.keys import install_license
 from tests.world import (
@@ -423,9 +427,12 @@ CASES += [
 ]
 
 
-@pytest.mark.parametrize("role", ROLES)
-@pytest.mark.parametrize("case", CASES, ids=[c.label for c in CASES])
-async def test_route_as_role(client, app, case: Case, role: str):
+def _changes_state(case: Case, role: str) -> bool:
+    """Whether ``role``'s call may change what the next role finds: a successful write."""
+    return case.method not in ("GET", "HEAD") and 200 <= case.expect[ROLES.index(role)] < 300
+
+
+async def _world_for(client: httpx.AsyncClient, app: FastAPI, case: Case) -> World:
     world = await build_world(client, app, chat=case.chat)
     if case.webhooks:
         await add_webhooks(world)
@@ -439,26 +446,53 @@ async def test_route_as_role(client, app, case: Case, role: str):
         await add_automations(world)
     if case.licensed:
         install_license(app, features=sorted(FEATURES))
-    body = case.body(world) if callable(case.body) else case.body
-    if case.upload:
-        upload = {"file": ("notes.md", b"# Notes")}
-        response = await world.call(role, case.method, case.path + case.query, files=upload)
-    else:
-        response = await world.call(role, case.method, case.path + case.query, json=body)
-    expected = case.expect[ROLES.index(role)]
-    assert response.status_code == expected, (role, case.label, response.text)
-    if expected >= 400:
-        assert_error(response, expected, response.json()["code"])
-        assert (
-            response.json()["code"]
-            == {
-                401: "not_authenticated",
-                403: "forbidden",
-                404: "not_found",
-                409: "conflict",
-                503: "ai_unavailable",
-            }[expected]
-        )
+    return world
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.label for c in CASES])
+async def test_route_as_each_role(make_settings, database_url, case: Case):
+    """The route as each of the six roles. Roles share one world (app, database and
+    fixtures) while calls leave it as built — denials and reads; after a successful write
+    the next role gets a new one. Writers go last, so most rows build one or two worlds
+    rather than six (the suite's largest cost)."""
+    order = sorted(ROLES, key=lambda role: _changes_state(case, role))
+    runner: AppClient | None = None
+    world: World | None = None
+    try:
+        for role in order:
+            if world is None:
+                if runner is not None:
+                    await runner.close()
+                    await _empty_tables(database_url)
+                runner = AppClient()
+                app = create_app(make_settings())
+                world = await _world_for(await runner.start(app), app, case)
+            body = case.body(world) if callable(case.body) else case.body
+            path = case.path + case.query
+            if case.upload:
+                upload = {"file": ("notes.md", b"# Notes")}
+                response = await world.call(role, case.method, path, files=upload)
+            else:
+                response = await world.call(role, case.method, path, json=body)
+            expected = case.expect[ROLES.index(role)]
+            assert response.status_code == expected, (role, case.label, response.text)
+            if expected >= 400:
+                assert_error(response, expected, response.json()["code"])
+                assert (
+                    response.json()["code"]
+                    == {
+                        401: "not_authenticated",
+                        403: "forbidden",
+                        404: "not_found",
+                        409: "conflict",
+                        503: "ai_unavailable",
+                    }[expected]
+                ), (role, case.label)
+            if _changes_state(case, role):
+                world = None
+    finally:
+        if runner is not None:
+            await runner.close()
 
 
 def case_ids(path: str) -> list[str]:
