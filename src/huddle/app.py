@@ -14,6 +14,7 @@ from starlette.routing import Route
 
 from huddle import __version__
 from huddle.admin.routes import router as admin_router
+from huddle.admin_panel import mount_admin_panel
 from huddle.ai.llm import LLM
 from huddle.ai.routes import prompt_router
 from huddle.ai.routes import router as ai_router
@@ -239,4 +240,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # The MCP server, with and without the trailing slash (no redirect for clients).
     for path in ("/mcp", "/mcp/"):
         app.router.routes.append(Route(path, mcp, methods=["GET", "POST", "DELETE"]))
+    mount_admin_panel(app, settings)
     return app

@@ -216,6 +216,10 @@ class Settings(BaseSettings):
         default=None, description="send unhandled errors to this Sentry (or GlitchTip) DSN"
     )
     sentry_environment: str = "production"
+    cookie_secure: bool = Field(
+        default=True,
+        description="the admin panel's cookie is Secure (HTTPS only); false only for local HTTP",
+    )
     metrics_token: str | None = Field(
         default=None, description="when set, GET /metrics needs Authorization: Bearer <it>"
     )

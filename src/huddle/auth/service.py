@@ -164,13 +164,34 @@ async def login(
     Failures count against both the account and the client address; either over
     ``HUDDLE_RATE_LOGIN`` answers 429 with ``Retry-After`` until its window ends.
     """
-    rate = runtime.settings.login_rate
     async with runtime.read_session() as lookup:
         found = await get_user_by_login(lookup, login_name)
         user_id = found.id if found else None
         stored_hash = found.hashed_password if found else None
-    # Count the attempt before checking it (atomically), so parallel guesses cannot
-    # all slip under the limit; a success takes its count back.
+    attempt = await count_login_attempt(runtime, user_id, login_name, client_address)
+    ok, new_hash = await runtime.hasher.verify(password, stored_hash)
+    if user_id is None or not ok:
+        raise InvalidCredentials()
+    user = await session.get(User, user_id)
+    if user is None:
+        raise InvalidCredentials()
+    if not user.is_active:
+        raise AccountDisabled()
+    await login_succeeded(runtime, attempt)
+    if new_hash and user.hashed_password == stored_hash:
+        user.hashed_password = new_hash
+    return await issue_tokens(session, runtime.settings, user)
+
+
+async def count_login_attempt(
+    runtime: AuthRuntime, user_id: uuid.UUID | None, login_name: str, client_address: str
+) -> tuple[str, str]:
+    """Count a password attempt against the account and the client address before it is
+    checked (atomically, so parallel guesses cannot all slip under the limit); 429
+    :class:`RateLimited` when either is over ``HUDDLE_RATE_LOGIN``. Returns the keys that
+    :func:`login_succeeded` takes the count back from. Shared by every password login
+    (``POST /api/auth/token``, the admin panel)."""
+    rate = runtime.settings.login_rate
     account_key = f"login:acct:{user_id or login_name.strip().lower()}"
     address_key = f"login:addr:{client_address}"
     wait = await runtime.limiter.hit(account_key, rate)
@@ -180,19 +201,14 @@ async def login(
             await runtime.limiter.undo(account_key)
     if wait is not None:
         raise RateLimited(wait, "Too many failed logins; try again later")
-    ok, new_hash = await runtime.hasher.verify(password, stored_hash)
-    if user_id is None or not ok:
-        raise InvalidCredentials()
-    user = await session.get(User, user_id)
-    if user is None:
-        raise InvalidCredentials()
-    if not user.is_active:
-        raise AccountDisabled()
+    return account_key, address_key
+
+
+async def login_succeeded(runtime: AuthRuntime, attempt: tuple[str, str]) -> None:
+    """A successful login clears the account's failures and takes its address count back."""
+    account_key, address_key = attempt
     await runtime.limiter.reset(account_key)
     await runtime.limiter.undo(address_key)
-    if new_hash and user.hashed_password == stored_hash:
-        user.hashed_password = new_hash
-    return await issue_tokens(session, runtime.settings, user)
 
 
 async def issue_tokens(
