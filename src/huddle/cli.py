@@ -1,5 +1,5 @@
-"""The ``huddle`` command: serve, worker, migrate, vacuum, createsuperuser, license,
-encryption."""
+"""The ``huddle`` command: serve, worker, migrate, vacuum, demo, createsuperuser, license,
+encryption, retention."""
 
 from __future__ import annotations
 
@@ -197,6 +197,22 @@ def cmd_worker(_args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo(_args: argparse.Namespace) -> int:
+    from huddle.demo import DemoError, instructions, run_demo
+
+    settings = _load_settings()
+    problem = _schema_problem(settings)
+    if problem:
+        return _fail(problem)
+    try:
+        created = asyncio.run(run_demo(settings))
+    except DemoError as exc:
+        return _fail(f"the demo could not be seeded: {exc}")
+    print("huddle: demo workspace created" if created else "huddle: the demo is already here")
+    print(instructions())
+    return 0
+
+
 def cmd_vacuum(_args: argparse.Namespace) -> int:
     from huddle.search.maintenance import vacuum
 
@@ -227,6 +243,11 @@ def build_parser() -> argparse.ArgumentParser:
         "vacuum", help="compact the database (SQLite: then rebuild the search indexes)"
     )
     vac.set_defaults(func=cmd_vacuum)
+
+    demo = sub.add_parser(
+        "demo", help="seed a demo workspace (users, boards, chat, a document) and say how to log in"
+    )
+    demo.set_defaults(func=cmd_demo)
 
     su = sub.add_parser("createsuperuser", help="create a site superuser")
     su.add_argument("--email", required=True)
