@@ -45,21 +45,19 @@ from huddle.automation.models import Automation, AutomationRun, RunStatus
 from huddle.automation.schemas import (
     Action,
     AssignAction,
-    AutomationRead,
     MoveAction,
     PostMessageAction,
     SetPriorityAction,
     Trigger,
 )
+from huddle.automation.service import record_rule_event
 from huddle.chat.messages import post_system_message
 from huddle.chat.schemas import MAX_MESSAGE_CHARS
 from huddle.core.cache import MemoryScopedCache, ScopedCache
 from huddle.core.db import unit_of_work
 from huddle.core.errors import AppError, NotFound
 from huddle.core.time import utcnow
-from huddle.events import topics
 from huddle.events.schemas import Actor, Envelope
-from huddle.events.service import record
 from huddle.projects.models import Project
 from huddle.tasks.models import BoardColumn, Task
 from huddle.tasks.schemas import TaskMove, TaskUpdate
@@ -282,15 +280,11 @@ class AutomationEngine:
                 rule.updated_at = utcnow()
                 await session.flush()
                 project = await session.get(Project, rule.project_id)
-                await record(
-                    session,
-                    "automation.updated",
-                    topic=topics.project(rule.project_id),
-                    actor=Actor(kind="system", rule_id=rule.id),
-                    data=AutomationRead.model_validate(rule),
-                    workspace_id=project.workspace_id if project is not None else None,
-                    subject_id=rule.id,
-                )
+                if project is not None:
+                    actor = Actor(kind="system", rule_id=rule.id)
+                    await record_rule_event(
+                        session, actor, project.workspace_id, "automation.updated", rule
+                    )
 
     async def aclose(self) -> None:
         return None

@@ -30,6 +30,7 @@ from huddle.core.errors import AppError, NotFound, ValidationFailed
 from huddle.core.pagination import PageParams, paginate
 from huddle.core.time import utcnow
 from huddle.events import topics
+from huddle.events.schemas import Actor
 from huddle.events.service import record
 from huddle.tasks.models import BoardColumn
 from huddle.tasks.service import check_assignee
@@ -81,18 +82,29 @@ async def _check(
                 raise _bad([*loc, "channel_id"], "not a channel you can post in")
 
 
-async def _record(
-    session: AsyncSession, caller: Caller, access: ProjectAccess, type_: str, rule: Automation
+async def record_rule_event(
+    session: AsyncSession,
+    actor: Actor,
+    workspace_id: uuid.UUID,
+    type_: str,
+    rule: Automation,
 ) -> None:
+    """``automation.*`` on the rule's project topic (also when the engine stops a rule)."""
     await record(
         session,
         type_,
         topic=topics.project(rule.project_id),
-        actor=caller.actor,
+        actor=actor,
         data=AutomationRead.model_validate(rule),
-        workspace_id=access.project.workspace_id,
+        workspace_id=workspace_id,
         subject_id=rule.id,
     )
+
+
+async def _record(
+    session: AsyncSession, caller: Caller, access: ProjectAccess, type_: str, rule: Automation
+) -> None:
+    await record_rule_event(session, caller.actor, access.project.workspace_id, type_, rule)
 
 
 async def get_automation(
